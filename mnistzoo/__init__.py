@@ -1,13 +1,27 @@
 """mnistzoo: classic MNIST and Fashion-MNIST networks, trained honestly and exported to ONNX."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data
-from .errors import DataError, MnistZooError, VerificationError
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+from . import data  # noqa: E402
+from .errors import DataError, MnistZooError, VerificationError  # noqa: E402
 
 try:
     __version__ = version("mnistzoo")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["DataError", "MnistZooError", "VerificationError", "__version__", "data"]
+_LAZY = {"get_model", "list_models"}  # importing the zoo imports TensorFlow: only on first use
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name in _LAZY:
+        from . import zoo
+
+        return getattr(zoo, name)
+    raise AttributeError(f"module 'mnistzoo' has no attribute {name!r}")
+
+
+__all__ = ["DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model", "list_models"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -72,6 +73,84 @@ def data_info(
     for r in records:
         if r["error"]:
             err_console.print(f"[red]{r['name']}[/]: {r['error']}")
+
+
+def _model_record(model_id: str) -> dict:
+    from .zoo import get_model
+    from .zoo.stats import model_stats
+
+    model = get_model(model_id)
+    spec = model.spec
+    stats = model_stats(model.build())
+    return {"id": model.id, "version": model.version, "study": model.study, "dataset": spec.recipe.dataset,
+            **stats.to_dict(), "reference": asdict(spec.reference)}
+
+
+@app.command("list")
+def list_cmd(
+    pattern: Annotated[Optional[str], typer.Argument(help="fnmatch pattern over ids, e.g. 'cnn5*'.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """List the zoo's models with parameters, MACs per image and the notebook's test accuracy."""
+    from .zoo import list_models, studies
+
+    if study is not None and study not in studies():
+        raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(studies())}")
+    records = [_model_record(i) for i in list_models(pattern, study)]
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    if not records:
+        raise MnistZooError(f"no model matches '{pattern}'; try `mnistzoo list` for all ids")
+    table = Table(title=f"mnistzoo: {len(records)} models")
+    for col, justify in (("id", "left"), ("ver", "right"), ("study", "left"), ("dataset", "left"),
+                         ("params", "right"), ("MACs", "right"), ("notebook test acc", "right")):
+        table.add_column(col, justify=justify, no_wrap=col == "id")
+    for r in records:
+        acc = r["reference"]["test_accuracy"]
+        table.add_row(r["id"], str(r["version"]), r["study"], r["dataset"], f"{r['params_total']:,}",
+                      f"{r['macs']:,}", "-" if acc is None else f"{acc:.4f}")
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id, optionally with @version.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show a model's layers, totals, recipe, provenance, reference results and notes."""
+    from .zoo import get_model
+    from .zoo.stats import model_stats
+
+    model = get_model(model_id)
+    stats = model_stats(model.build())
+    spec = model.spec
+    if as_json:
+        print(json.dumps({"id": model.id, "version": model.version, "study": model.study,
+                          **stats.to_dict(with_layers=True), **spec.to_dict()}, indent=2))
+        return
+    layers = Table(title=f"{model.name} ({model.study})")
+    for col, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+        layers.add_column(col, justify=justify)
+    for row in stats.layers:
+        layers.add_row(row.name, row.type, str(row.output_shape), f"{row.params:,}")
+    console.print(layers)
+    console.print(f"params: {stats.params_total:,} total, {stats.params_trainable:,} trainable, "
+                  f"{stats.params_non_trainable:,} non-trainable; {stats.macs:,} MACs per image")
+    facts = Table(show_header=False, box=None)
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key, value in asdict(spec.recipe).items():
+        facts.add_row(f"recipe.{key}", str(value))
+    for key, value in asdict(spec.provenance).items():
+        facts.add_row(f"source.{key}", value)
+    for key, value in asdict(spec.reference).items():
+        facts.add_row(f"notebook.{key}", "-" if value is None else str(value))
+    for key, value in (("notes", spec.notes), ("study notes", spec.study_notes)):
+        if value:
+            facts.add_row(key, value)
+    console.print(facts)
 
 
 def main() -> None:

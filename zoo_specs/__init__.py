@@ -1,0 +1,1 @@
+"""Recipes, provenance and reference results of the zoo's models, one TOML file per study."""
