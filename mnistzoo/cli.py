@@ -17,11 +17,29 @@ from . import data
 from .errors import MnistZooError
 
 app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.",
+                  epilog="Environment: MNISTZOO_HOME (datasets and runs; default ~/.cache/mnistzoo), "
+                         "MNISTZOO_DATASETS_URL (base URL of the canonical dataset files).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Fetch, verify and inspect the datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"mnistzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """A model zoo of classic MNIST and Fashion-MNIST networks."""
 
 
 def _names(name: str) -> tuple[str, ...]:

@@ -30,27 +30,19 @@ def test_copy_loads_all_37(specs_dir: Path) -> None:
     assert len(load_specs(specs_dir)) == 37
 
 
-def test_wrong_type_names_file_id_field(specs_dir: Path) -> None:
-    edit(specs_dir / "depth.toml", 'variable = "model_2_b"', "variable = 2")
-    with pytest.raises(SpecError, match=r"depth.toml: models.mlp3_dropout_bn: field 'variable' must be str, got 2"):
-        load_specs(specs_dir)
-
-
-def test_missing_field(specs_dir: Path) -> None:
-    edit(specs_dir / "init.toml", 'section = "MLP + ReLU +Adam"\n', "")
-    with pytest.raises(SpecError, match=r"init.toml: models.mlp2_he: missing field 'section'"):
-        load_specs(specs_dir)
-
-
-def test_bad_recipe_override(specs_dir: Path) -> None:
-    edit(specs_dir / "init.toml", 'optimizer = "sgd"', 'optimizer = "rmsprop"')
-    with pytest.raises(SpecError, match=r"models.softmax_sgd: field 'optimizer' must be one of sgd, adam"):
-        load_specs(specs_dir)
-
-
-def test_unknown_reference_field(specs_dir: Path) -> None:
-    edit(specs_dir / "fashion.toml", "test_loss = 0.537", "test_los = 0.537")
-    with pytest.raises(SpecError, match=r"models.fashion_mlp2.reference: unknown field 'test_los'"):
+@pytest.mark.parametrize(("study", "old", "new", "message"), [
+    ("depth", 'variable = "model_2_b"', "variable = 2",
+     r"depth.toml: models.mlp3_dropout_bn: field 'variable' must be str, got 2"),
+    ("init", 'section = "MLP + ReLU +Adam"\n', "", r"init.toml: models.mlp2_he: missing field 'section'"),
+    ("init", 'optimizer = "sgd"', 'optimizer = "rmsprop"',
+     r"init.toml: models.softmax_sgd: field 'optimizer' must be one of sgd, adam"),
+    ("fashion", "test_loss = 0.537", "test_los = 0.537",
+     r"fashion.toml: models.fashion_mlp2.reference: unknown field 'test_los'"),
+    ("cnn", "epochs = 25", "epochs = 0", r"cnn.toml: models.cnn2_k3: fields 'batch_size' and 'epochs' must be positive"),
+])
+def test_malformed_field_names_file_id_field(specs_dir: Path, study: str, old: str, new: str, message: str) -> None:
+    edit(specs_dir / f"{study}.toml", old, new)
+    with pytest.raises(SpecError, match=message):
         load_specs(specs_dir)
 
 
