@@ -171,6 +171,59 @@ def show_cmd(
     console.print(facts)
 
 
+@app.command("train")
+def train_cmd(
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Model ids to train.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Train every model in the zoo.")] = False,
+    study: Annotated[Optional[str], typer.Option(help="Train every model of this study.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, init, dropout).")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Runs directory (default: $MNISTZOO_HOME/runs).")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard a partial run and start over.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if the run has finished.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cards as a JSON list.")] = False,
+) -> None:
+    """Train models with their original recipe; rerunning a killed run resumes from its last epoch."""
+    from .zoo import list_models, studies
+
+    if study is not None and study not in studies():
+        raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(studies())}")
+    chosen = list(ids or []) + (list_models() if all_models else []) + (list_models(study=study) if study else [])
+    if not chosen:
+        raise MnistZooError("name at least one model id, or use --all or --study S; see `mnistzoo list`")
+    from .train import train
+
+    cards = []
+    for model_id in dict.fromkeys(chosen):
+        def report(row: dict, _id: str = model_id) -> None:
+            if not quiet:
+                err_console.print(f"{_id} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+                                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                                  f"({row['seconds']:.1f} s)", highlight=False)
+
+        result = train(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, out=out,
+                       restart=restart, force=force, on_epoch=report)
+        cards.append(result.card)
+        if result.skipped and not quiet:
+            err_console.print(f"{model_id}: already trained in {result.run_dir} (use --force to retrain)")
+    if as_json:
+        print(json.dumps(cards, indent=2))
+    elif not quiet:
+        table = Table(title="training summary")
+        for col in ("model", "epochs", "test acc", "notebook", "delta", "test loss", "images/s"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for c in cards:
+            ref, ours = c["reference"]["test_accuracy"], c["results"]["test_accuracy"]
+            ips = c["images_per_second"]
+            table.add_row(f"{c['id']}@{c['version']}", str(c["epochs_run"]), f"{ours:.4f}",
+                          "-" if ref is None else f"{ref:.4f}", "-" if ref is None else f"{ours - ref:+.4f}",
+                          f"{c['results']['test_loss']:.4f}", "-" if ips is None else f"{ips:,.0f}")
+        console.print(table)
+
+
 def main() -> None:
     """Entry point: run the app, turning MnistZooError into a one-line message and its exit code."""
     try:

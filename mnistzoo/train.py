@@ -1,0 +1,238 @@
+"""Train a zoo model with its recipe: atomic per-epoch checkpoints, exact resume, history, curves and a card.
+
+A run lives in ``<out>/<id>@<version>/``. While training it holds ``checkpoint.keras`` (weights
+and optimiser state) and ``state.json`` (the config and the history so far), both replaced
+atomically at every epoch end, ``state.json`` last: it is the commit point. Each epoch's data
+order and dropout randomness derive from (seed, epoch) alone, so a resumed run repeats exactly
+what an uninterrupted one would have done. A finished run holds ``model.keras``,
+``history.json``, ``curves.png`` and ``card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import _tf  # noqa: F401 - quiet TensorFlow start-up
+from . import data
+from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
+from .errors import MnistZooError
+from .zoo import ZooModel, get_model
+from .zoo.specs import Recipe
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+DEFAULT_SEED = 0
+EpochReport = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's result."""
+
+    model: str
+    recipe: Recipe
+    seed: int
+    limit: int | None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    card: dict
+    history: list[dict]
+    resumed_from_epoch: int
+    skipped: bool = False
+
+
+def runs_dir(out: Path | None = None) -> Path:
+    """Where run directories live: ``--out`` or ``$MNISTZOO_HOME/runs``."""
+    return Path(out) if out is not None else zoo_home() / "runs"
+
+
+def _write_json(path: Path, obj: object) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise MnistZooError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def _splits(recipe: Recipe, limit: int | None) -> tuple[np.ndarray, ...]:
+    """Training and validation arrays as the recipe says; ``limit`` keeps the first N training images."""
+    ds = data.load(recipe.dataset)
+    x, y = ds.x_train, ds.y_train
+    if recipe.validation == "split":
+        n_val = recipe.validation_images
+        x, y, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    else:
+        x_val, y_val = ds.x_test, ds.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y, x_val, y_val, ds
+
+
+def _optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=recipe.learning_rate)
+    return keras.optimizers.Adam(learning_rate=recipe.learning_rate)
+
+
+def _reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
+    """Set every layer's random state from (seed, epoch): checkpoints do not hold it."""
+    for i, layer in enumerate(model.layers):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([seed * 1_000_003 + epoch * 1_009 + i, 0], dtype="int64"))
+
+
+def _environment() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    import onnxruntime
+    import tf2onnx
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpus or None, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _plot_curves(history: list[dict], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((ax_loss, "loss", "Categorical Crossentropy Loss"), (ax_acc, "accuracy", "Accuracy")):
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "b", label=f"Validation {key.title()}")
+        ax.plot(epochs, [h[key] for h in history], "r", label=f"Train {key.title()}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """Save beside ``path`` and rename onto it: a failed save leaves the previous file intact."""
+    tmp = path.with_name(f".{path.stem}.partial.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MnistZooError(f"cannot write {path} ({exc.strerror or exc}); free disk space and rerun "
+                            "the same command to resume from the last complete epoch") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = None, seed: int = DEFAULT_SEED,
+          limit: int | None = None, out: Path | None = None, restart: bool = False, force: bool = False,
+          on_epoch: EpochReport | None = None) -> TrainResult:
+    """Train ``model_id`` with its recipe (or the overrides given); resume a killed run where it stopped."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("limit", limit)):
+        _positive(name, value)
+    zoo_model: ZooModel = get_model(model_id)
+    spec = zoo_model.spec
+    recipe = replace(spec.recipe, epochs=epochs or spec.recipe.epochs, batch_size=batch_size or spec.recipe.batch_size)
+    config = TrainConfig(zoo_model.name, recipe, seed, limit)
+    run = ensure_writable_dir(runs_dir(out) / zoo_model.name, "output directory")
+    card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
+
+    if card_path.exists() and not force:
+        card = json.loads(card_path.read_text())
+        return TrainResult(run, card, json.loads((run / "history.json").read_text()), card["epochs_run"], skipped=True)
+    if restart or force:
+        for path in (card_path, state_path, ckpt_path):
+            path.unlink(missing_ok=True)
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    x, y, x_val, y_val, ds = _splits(recipe, limit)
+    y_hot, y_val_hot = keras.utils.to_categorical(y, 10), keras.utils.to_categorical(y_val, 10)
+
+    history: list[dict] = []
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state.get("config") != json.loads(json.dumps(asdict(config))):
+            raise MnistZooError(f"{run} holds a partial run with other settings; "
+                                "rerun with the same options or add --restart to discard it")
+        try:
+            model = keras.models.load_model(ckpt_path)
+            if sha256_file(ckpt_path) != state["checkpoint_sha256"]:
+                raise ValueError("checkpoint hash differs from state.json")
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+            raise MnistZooError(f"{ckpt_path}: corrupt checkpoint ({type(exc).__name__}); "
+                                "add --restart to discard the partial run") from None
+        history = state["history"]
+    else:
+        model = zoo_model.build()
+        model.compile(optimizer=_optimizer(recipe), loss=recipe.loss, metrics=["accuracy"])
+    resumed_from = len(history)
+
+    started = time.perf_counter()
+    for epoch in range(resumed_from, recipe.epochs):
+        _reseed_dropout(model, seed, epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        t0 = time.perf_counter()
+        logs = model.fit(x[order].astype("float32"), y_hot[order], batch_size=recipe.batch_size, epochs=1,
+                         shuffle=False, validation_data=(x_val.astype("float32"), y_val_hot), verbose=0).history
+        row = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()}, "seconds": time.perf_counter() - t0}
+        history.append(row)
+        _save_model(model, ckpt_path)
+        _write_json(state_path, {"config": asdict(config), "history": history,
+                                 "checkpoint_sha256": sha256_file(ckpt_path)})
+        if on_epoch:
+            on_epoch(row)
+    wall = time.perf_counter() - started
+
+    test_loss, test_acc = model.evaluate(ds.x_test.astype("float32"), keras.utils.to_categorical(ds.y_test, 10),
+                                         batch_size=1024, verbose=0)
+    _save_model(model, run / "model.keras")
+    _write_json(run / "history.json", history)
+    _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",
+                 run / "curves.png")
+    ref = asdict(spec.reference)
+    ours = {"test_accuracy": test_acc, "test_loss": test_loss, "train_accuracy": history[-1]["accuracy"]}
+    trained_epochs = len(history) - resumed_from
+    card = {
+        "id": zoo_model.id, "version": zoo_model.version, "study": zoo_model.study,
+        "recipe": asdict(recipe), "recipe_is_original": recipe == spec.recipe and limit is None,
+        "overrides": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("limit", limit)) if v},
+        "seed": seed, "train_images": len(x), "epochs_run": len(history),
+        "validation_note": ("validated on the test set, as the notebook did; the last epoch's weights are kept, "
+                            "the test set selects nothing" if recipe.validation == "test" else
+                            f"validated on the last {recipe.validation_images} training images"),
+        "dataset": {"name": ds.name, "source": ds.source, "sha256": ds.hashes()},
+        "results": ours, "reference": ref,
+        "delta": {k: (ours[k] - ref[k]) if ref[k] is not None else None for k in ours},
+        "wall_seconds": sum(h["seconds"] for h in history),
+        "images_per_second": (len(x) * trained_epochs / wall) if trained_epochs else None,
+        "model_sha256": sha256_file(run / "model.keras"),
+        "environment": _environment(),
+    }
+    _write_json(card_path, card)
+    ckpt_path.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    return TrainResult(run, card, history, resumed_from)

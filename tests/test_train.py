@@ -1,0 +1,128 @@
+"""The trainer on a slice of real MNIST: files written, determinism, kill-and-resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import MNISTZOO, assert_one_line_error, run_cli
+from mnistzoo import data
+
+
+@pytest.fixture(scope="module")
+def mnist_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A zoo home holding verified MNIST, fetched once for this module (offline route in CI)."""
+    home = tmp_path_factory.mktemp("mnist_home")
+    old = os.environ.get("MNISTZOO_HOME")
+    os.environ["MNISTZOO_HOME"] = str(home)
+    try:
+        data.load("mnist")
+    finally:
+        if old is not None:
+            os.environ["MNISTZOO_HOME"] = old
+    return home
+
+
+@pytest.fixture
+def home(mnist_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MNISTZOO_HOME", str(mnist_home))
+    return mnist_home
+
+
+def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
+    from mnistzoo.train import train
+
+    result = train("mlp3_dropout_bn", epochs=1, limit=2000, out=tmp_path)
+    run = tmp_path / "mlp3_dropout_bn@1"
+    assert result.run_dir == run
+    assert sorted(p.name for p in run.iterdir()) == ["card.json", "curves.png", "history.json", "model.keras"]
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 1 and set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert 0.5 < history[0]["val_accuracy"] <= 1 and history[0]["loss"] > 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["recipe"]["epochs"] == 1 and card["overrides"] == {"epochs": 1, "limit": 2000}
+    assert card["recipe_is_original"] is False and card["train_images"] == 2000
+    assert card["dataset"]["sha256"]["x_test"] == data.get_spec("mnist").sha256["x_test"]
+    assert card["results"]["test_accuracy"] == pytest.approx(history[0]["val_accuracy"], abs=1e-6)
+    assert card["delta"]["test_accuracy"] == pytest.approx(card["results"]["test_accuracy"] - 0.9844)
+    assert card["delta"]["train_accuracy"] is None and "test set" in card["validation_note"]
+    assert card["environment"]["cores"] >= 1 and card["environment"]["tensorflow"]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A finished run is not retrained.
+    assert train("mlp3_dropout_bn", epochs=1, limit=2000, out=tmp_path).skipped
+
+
+def test_same_seed_same_history_other_seed_differs(home: Path, tmp_path: Path) -> None:
+    from mnistzoo.train import train
+
+    runs = [train("mlp2_relu_dropout_adam", epochs=2, limit=1500, seed=s, out=tmp_path / str(i)).history
+            for i, s in enumerate((7, 7, 8))]
+    losses = [[h["loss"] for h in run] for run in runs]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def _train_cmd(out: Path) -> list[str]:
+    return [str(MNISTZOO), "train", "mlp3_dropout_bn", "--epochs", "3", "--limit", "6000", "--out", str(out), "--quiet"]
+
+
+def test_sigkill_during_epoch_two_then_resume_matches_uninterrupted(home: Path, tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    state = killed / "mlp3_dropout_bn@1" / "state.json"
+    proc = subprocess.Popen(_train_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (state.exists() and len(json.loads(state.read_text())["history"]) == 1):
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before epoch 1 was saved"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(json.loads(state.read_text())["history"]) == 1  # killed during epoch 2
+
+    assert subprocess.run(_train_cmd(killed), capture_output=True).returncode == 0
+    straight = tmp_path / "straight"
+    assert subprocess.run(_train_cmd(straight), capture_output=True).returncode == 0
+    resumed_h = json.loads((killed / "mlp3_dropout_bn@1" / "history.json").read_text())
+    straight_h = json.loads((straight / "mlp3_dropout_bn@1" / "history.json").read_text())
+    assert len(resumed_h) == len(straight_h) == 3
+    for a, b in zip(resumed_h, straight_h):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_corrupt_checkpoint_on_resume_is_refused(home: Path, tmp_path: Path) -> None:
+    run = tmp_path / "mlp3@1"
+    run.mkdir()
+    config = {"model": "mlp3@1", "recipe": {"dataset": "mnist", "optimizer": "adam", "learning_rate": 0.001,
+              "loss": "categorical_crossentropy", "batch_size": 128, "epochs": 2, "validation": "test",
+              "validation_images": None}, "seed": 0, "limit": 500}
+    (run / "state.json").write_text(json.dumps({"config": config, "history": [], "checkpoint_sha256": "0"}))
+    (run / "checkpoint.keras").write_bytes(b"not a keras file")
+    proc = run_cli("train", "mlp3", "--epochs", "2", "--limit", "500", "--out", str(tmp_path))
+    assert_one_line_error(proc, 2, "corrupt checkpoint", "--restart")
+    assert run_cli("train", "mlp3", "--epochs", "1", "--limit", "500", "--out", str(tmp_path),
+                   "--restart", "--quiet").returncode == 0
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["mlp2", "--epochs", "0"], "--epochs must be a positive integer"),
+    (["mlp2", "--batch-size", "-4"], "--batch-size must be a positive integer"),
+    (["mlp2", "--limit", "0"], "--limit must be a positive integer"),
+    (["--study", "deep"], "unknown study 'deep'"),
+    ([], "name at least one model id"),
+])
+def test_bad_arguments(args: list[str], fragment: str) -> None:
+    assert_one_line_error(run_cli("train", *args), 2, fragment)
+
+
+def test_unwritable_out_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(run_cli("train", "mlp2", "--out", str(blocker)), 2, "is not writable")
