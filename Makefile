@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mnistzoo data fetch all
 	$(BIN)/mnistzoo data info
+	$(BIN)/mnistzoo train mlp3_dropout_bn --json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
