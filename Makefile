@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/mnistzoo data fetch all
 	$(BIN)/mnistzoo data info
 	$(BIN)/mnistzoo train mlp3_dropout_bn --json
+	$(BIN)/mnistzoo export mlp3_dropout_bn
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

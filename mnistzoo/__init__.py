@@ -1,5 +1,6 @@
 """mnistzoo: classic MNIST and Fashion-MNIST networks, trained honestly and exported to ONNX."""
 
+import importlib
 import os
 from importlib.metadata import PackageNotFoundError, version
 
@@ -21,7 +22,9 @@ def __getattr__(name: str):  # noqa: ANN202
         from . import zoo
 
         return getattr(zoo, name)
+    if name == "train":  # the module is callable: mnistzoo.train("mlp2", epochs=1)
+        return importlib.import_module(".train", __name__)
     raise AttributeError(f"module 'mnistzoo' has no attribute {name!r}")
 
 
-__all__ = ["DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model", "list_models"]
+__all__ = ["DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model", "list_models", "train"]

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
+                           TextColumn, TimeRemainingColumn)
 from rich.table import Table
 
 from . import data
@@ -22,8 +23,9 @@ app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Fetch, verify and inspect the datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 160  # tables written to a pipe or log are not cut at 80 columns
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 def _print_version(value: bool) -> None:
@@ -171,6 +173,36 @@ def show_cmd(
     console.print(facts)
 
 
+class _TrainProgress(Progress):
+    """A step-level bar per model (epoch, step, loss, accuracy, ETA) and a line per finished epoch."""
+
+    def __init__(self, disable: bool) -> None:
+        super().__init__(TextColumn("{task.description}"), TextColumn("epoch {task.fields[epoch]}"),
+                         BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
+                         TimeRemainingColumn(), console=err_console, disable=disable)
+        self._quiet = disable
+        self._bars: dict[str, TaskID] = {}
+
+    def step(self, model_id: str):
+        def report(epoch: str, step: int, steps: int, logs: dict) -> None:
+            if model_id not in self._bars:
+                self._bars[model_id] = self.add_task(model_id, total=steps, epoch=epoch, metrics="")
+            elif self.tasks[self._bars[model_id]].fields["epoch"] != epoch:
+                self.reset(self._bars[model_id])
+            metrics = f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"
+            self.update(self._bars[model_id], completed=step, total=steps, epoch=epoch, metrics=metrics)
+        return report
+
+    def epoch_done(self, model_id: str):
+        def report(row: dict) -> None:
+            if not self._quiet:
+                self.console.print(f"{model_id} epoch {row['epoch']}: loss {row['loss']:.4f} "
+                                   f"acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
+                                   f"val_acc {row['val_accuracy']:.4f} ({row['seconds']:.1f} s)",
+                                   highlight=False, soft_wrap=True)
+        return report
+
+
 @app.command("train")
 def train_cmd(
     ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Model ids to train.")] = None,
@@ -197,18 +229,14 @@ def train_cmd(
     from .train import train
 
     cards = []
-    for model_id in dict.fromkeys(chosen):
-        def report(row: dict, _id: str = model_id) -> None:
-            if not quiet:
-                err_console.print(f"{_id} epoch {row['epoch']}: loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-                                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
-                                  f"({row['seconds']:.1f} s)", highlight=False)
-
-        result = train(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, out=out,
-                       restart=restart, force=force, on_epoch=report)
-        cards.append(result.card)
-        if result.skipped and not quiet:
-            err_console.print(f"{model_id}: already trained in {result.run_dir} (use --force to retrain)")
+    with _TrainProgress(disable=quiet) as progress:
+        for model_id in dict.fromkeys(chosen):
+            result = train(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, out=out,
+                           restart=restart, force=force, on_epoch=progress.epoch_done(model_id),
+                           on_step=progress.step(model_id))
+            cards.append(result.card)
+            if result.skipped and not quiet:
+                err_console.print(f"{model_id}: already trained in {result.run_dir} (use --force to retrain)")
     if as_json:
         print(json.dumps(cards, indent=2))
     elif not quiet:
@@ -222,6 +250,53 @@ def train_cmd(
                           "-" if ref is None else f"{ref:.4f}", "-" if ref is None else f"{ours - ref:+.4f}",
                           f"{c['results']['test_loss']:.4f}", "-" if ips is None else f"{ips:,.0f}")
         console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Trained model ids to export.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Export every trained model in the runs directory.")] = False,
+    opset: Annotated[str, typer.Option(help="ONNX opset, 13-18; a list such as 13,15,17,18 exports and verifies "
+                                            "each (the first is model.onnx).")] = "17",
+    quantize: Annotated[Optional[str], typer.Option(help="Also write model.int8.onnx (static QDQ): int8.")] = None,
+    atol: Annotated[float, typer.Option(help="Largest |ONNX - Keras| probability difference allowed.")] = 1e-5,
+    max_flips: Annotated[int, typer.Option(help="Test images allowed to change predicted class.")] = 0,
+    runs: Annotated[Optional[Path], typer.Option(help="Where the trained runs are (default: $MNISTZOO_HOME/runs).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write under DIR/<id>@<version>/ (default: the run directory).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the export records as a JSON list.")] = False,
+) -> None:
+    """Export trained models to ONNX, verified against Keras on the whole test set (exit 1 when parity fails)."""
+    from .export import ParityError, export, parse_opsets, trained_models
+
+    opsets = parse_opsets(opset)
+    chosen = list(ids or []) + (trained_models(runs) if all_models else [])
+    if not chosen:
+        raise MnistZooError("name at least one trained model id, or use --all; "
+                            "nothing trained yet? run `mnistzoo train ID` first" if not all_models else
+                            f"no trained models in {runs or 'the zoo home'}; run `mnistzoo train ID` first")
+    records, failures = [], []
+    for model_id in dict.fromkeys(chosen):
+        try:
+            records.append(export(model_id, opsets=opsets, runs=runs, out=out, atol=atol, max_flips=max_flips,
+                                  quantize=quantize).record)
+        except ParityError as exc:
+            failures.append(str(exc))
+    if as_json:
+        print(json.dumps(records, indent=2))
+    elif records:
+        table = Table(title="ONNX export: parity with Keras on the full test set")
+        for col in ("model", "opset", "file", "flipped", "max |diff|", "mean |diff|", "keras acc", "onnx acc", "int8 acc"):
+            table.add_column(col, justify="left" if col in ("model", "file") else "right")
+        for rec in records:
+            for i, (opset_name, o) in enumerate(rec["opsets"].items()):
+                int8 = rec.get("int8") if i == 0 else None
+                table.add_row(rec["model"], opset_name, o["file"], str(o["flipped"]), f"{o['max_abs_diff']:.1e}",
+                              f"{o['mean_abs_diff']:.1e}", f"{o['keras_accuracy']:.4f}", f"{o['onnx_accuracy']:.4f}",
+                              f"{int8['int8_accuracy']:.4f} ({int8['accuracy_delta']:+.4f})" if int8 else "-")
+        console.print(table)
+    if failures:
+        raise ParityError(failures[0] if len(failures) == 1 else f"{len(failures)} exports failed parity: "
+                          + " | ".join(failures))
 
 
 def main() -> None:

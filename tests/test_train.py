@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -14,26 +13,6 @@ import pytest
 
 from cli_helpers import MNISTZOO, assert_one_line_error, run_cli
 from mnistzoo import data
-
-
-@pytest.fixture(scope="module")
-def mnist_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A zoo home holding verified MNIST, fetched once for this module (offline route in CI)."""
-    home = tmp_path_factory.mktemp("mnist_home")
-    old = os.environ.get("MNISTZOO_HOME")
-    os.environ["MNISTZOO_HOME"] = str(home)
-    try:
-        data.load("mnist")
-    finally:
-        if old is not None:
-            os.environ["MNISTZOO_HOME"] = old
-    return home
-
-
-@pytest.fixture
-def home(mnist_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MNISTZOO_HOME", str(mnist_home))
-    return mnist_home
 
 
 def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
@@ -126,3 +105,52 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_one_line_error(run_cli("train", "mlp2", "--out", str(blocker)), 2, "is not writable")
+
+
+def test_disk_full_while_checkpointing_keeps_previous_checkpoint(home: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import keras
+
+    from mnistzoo.errors import MnistZooError
+    from mnistzoo.train import train
+
+    real_save, calls = keras.Model.save, []
+
+    def save_until_disk_fills(model: keras.Model, path: str, *args, **kwargs) -> None:
+        calls.append(path)
+        if len(calls) == 2:  # the epoch-2 checkpoint: half a file, then no space left
+            Path(path).write_bytes(b"PK\x03\x04" + bytes(1000))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save_until_disk_fills)
+    with pytest.raises(MnistZooError, match="No space left on device.*free disk space"):
+        train("mlp3", epochs=3, limit=600, out=tmp_path)
+    run = tmp_path / "mlp3@1"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.keras", "state.json"]
+    state = json.loads((run / "state.json").read_text())
+    assert len(state["history"]) == 1
+    from mnistzoo._io import sha256_file
+
+    assert sha256_file(run / "checkpoint.keras") == state["checkpoint_sha256"]
+    keras.models.load_model(run / "checkpoint.keras")  # the epoch-1 checkpoint is whole
+
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    result = train("mlp3", epochs=3, limit=600, out=tmp_path)
+    assert result.resumed_from_epoch == 1 and len(result.history) == 3
+
+
+def test_progress_bar_and_summary_table(home: Path, tmp_path: Path) -> None:
+    proc = run_cli("train", "mlp3", "softmax_sgd", "--epochs", "1", "--limit", "500", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "mlp3 epoch 1: loss" in proc.stderr and "epoch 1/1" in proc.stderr and "4/4" in proc.stderr
+    assert "training summary" in proc.stdout and "mlp3@1" in proc.stdout and "softmax_sgd@1" in proc.stdout
+
+
+def test_package_level_train_is_callable(home: Path, tmp_path: Path) -> None:
+    import mnistzoo
+
+    result = mnistzoo.train("softmax_sgd", epochs=1, limit=300, out=tmp_path)
+    assert result.card["id"] == "softmax_sgd" and result.card["train_images"] == 300

@@ -1,0 +1,365 @@
+"""Export a trained run to self-describing ONNX, then prove it matches Keras on the whole test set.
+
+Conversion and validation are separate steps with typed errors, as in Optimum's exporter:
+:func:`convert` turns a Keras model into an ``onnx.ModelProto`` through tf2onnx (from a
+``tf.function`` with an explicit input signature; ``from_keras`` fails on Keras 3), and
+:func:`compare` measures its parity with Keras. :func:`export` ties them together for a run
+directory: a file is renamed into place only after it passed, and ``export.json`` records the figures.
+
+Files written beside the run's ``model.keras`` (or under ``--out DIR/<id>@<version>/``)::
+
+    model.onnx                 the first opset asked for (default 17)
+    model.opset<N>.onnx        every further opset of an opset matrix
+    model.int8.onnx            with quantize="int8": static QDQ int8
+    test_data_set_0/           input_0.pb and output_0.pb, ONNX Model Zoo layout
+    export.json                parity per opset, int8 deltas, versions
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _tf  # noqa: F401 - quiet TensorFlow start-up
+from . import data
+from ._env import environment
+from ._io import atomic_path, ensure_writable_dir, sha256_file
+from .errors import MnistZooError, VerificationError
+from .train import runs_dir
+from .zoo import get_model
+from .zoo.base import INPUT_NAME, OUTPUT_NAME
+
+import keras  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
+
+DEFAULT_OPSET = 17
+OPSETS = range(13, 19)
+ATOL = 1e-5
+BATCH_AXIS = "batch"
+CARD_KEY = "mnistzoo.card"
+TEST_VECTOR_IMAGES = 16
+CALIBRATION_IMAGES = 1000
+_GENERATED = re.compile(r"__\d+")
+CONVERSION_ROUTE = "tf2onnx.convert.from_function(tf.function(model, input_signature=[image]))"
+
+
+class ExportError(MnistZooError):
+    """The run cannot be exported: not trained, corrupt, or bad options (exit code 2)."""
+
+
+class ParityError(VerificationError):
+    """The ONNX file was produced but does not match Keras within tolerance (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How an ONNX model's probabilities compare with Keras' on the same images."""
+
+    images: int
+    agreement: float
+    flipped: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    keras_accuracy: float
+    onnx_accuracy: float
+    accuracy_delta: float
+    passed: bool
+
+
+@dataclass
+class ExportResult:
+    model: str
+    out_dir: Path
+    files: list[Path]
+    record: dict
+
+    @property
+    def passed(self) -> bool:
+        return all(o["passed"] for o in self.record["opsets"].values())
+
+
+def trained_models(runs: Path | None = None) -> list[str]:
+    """``id@version`` of every finished run in the runs directory."""
+    root = runs_dir(runs)
+    return sorted(p.parent.name for p in root.glob("*@*/card.json")) if root.is_dir() else []
+
+
+def parse_opsets(text: str) -> list[int]:
+    """``"13,15,17"`` -> ``[13, 15, 17]``, each checked against the supported range."""
+    try:
+        return check_opsets([int(part) for part in text.split(",") if part.strip()])
+    except ValueError:
+        raise ExportError(f"unsupported opset list {text!r}; give numbers like 17 or 13,15,17,18") from None
+
+
+def find_run(model_id: str, runs: Path | None = None) -> tuple[Path, dict]:
+    """The finished run directory of ``model_id`` and its card, or an error saying how to train it."""
+    name = get_model(model_id).name
+    run = runs_dir(runs) / name
+    card_path = run / "card.json"
+    if not card_path.exists():
+        state = "is only partly trained" if (run / "state.json").exists() else "has not been trained"
+        raise ExportError(f"{name} {state} in {run.parent}; run `mnistzoo train {name.split('@')[0]}"
+                          f"{'' if runs is None else f' --out {runs}'}` first")
+    return run, json.loads(card_path.read_text())
+
+
+def load_checkpoint(run: Path, card: dict) -> keras.Model:
+    """The run's final Keras model, after its SHA-256 matched the card's."""
+    path = run / "model.keras"
+    problem = None
+    if not path.exists():
+        problem = "is missing"
+    elif sha256_file(path) != card.get("model_sha256"):
+        problem = "does not match the SHA-256 in card.json"
+    else:
+        try:
+            return keras.models.load_model(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+            problem = f"cannot be read ({type(exc).__name__})"
+    raise ExportError(f"{path}: corrupt checkpoint, it {problem}; retrain with "
+                      f"`mnistzoo train {card.get('id', run.name.split('@')[0])} --force`")
+
+
+def check_opsets(opsets: list[int]) -> list[int]:
+    bad = [o for o in opsets if o not in OPSETS]
+    if bad or not opsets:
+        raise ExportError(f"unsupported opset {bad[0] if bad else '(none)'}; "
+                          f"choose from {OPSETS.start}-{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    return list(dict.fromkeys(opsets))
+
+
+def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Keras model -> ONNX with the zoo's contract: ``image`` [batch,28,28] -> ``probabilities`` [batch,10]."""
+    signature = [tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)]
+
+    @tf.function(input_signature=signature)
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(image, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_AXIS
+    del proto.graph.value_info[:]  # tf2onnx's intermediate shapes carry arbitrary unk__N names
+    proto.graph.doc_string = "converted by tf2onnx from a tf.function"  # tf2onnx's names a per-process counter
+    _renumber_generated_names(proto.graph)
+    return proto
+
+
+def _renumber_generated_names(graph: onnx.GraphProto) -> None:
+    """Replace tf2onnx's process-wide ``__N`` name counters by numbers in graph order.
+
+    Without this, a second export in the same process names its nodes differently and the
+    bytes differ; with it, the same checkpoint always gives the same file.
+    """
+    mapping: dict[str, str] = {}
+
+    def canon(name: str) -> str:
+        if name not in mapping:
+            mapping[name] = _GENERATED.sub(f"__{len(mapping)}", name)
+        return mapping[name]
+
+    for tensor in graph.initializer:
+        tensor.name = canon(tensor.name)
+    for node in graph.node:
+        node.name = canon(node.name)
+        node.input[:] = [canon(n) for n in node.input]
+        node.output[:] = [canon(n) for n in node.output]
+
+
+def describe(proto: onnx.ModelProto, card: dict) -> None:
+    """Embed the model card (sorted JSON, so the bytes are reproducible) and producer fields."""
+    from . import __version__
+
+    proto.producer_name, proto.producer_version = "mnistzoo", __version__
+    proto.graph.name = card["id"].replace("@", "_v")
+    proto.doc_string = (f"mnistzoo {card['id']}: {card['dataset']} classifier. Input '{INPUT_NAME}' float32 "
+                        f"[{BATCH_AXIS},28,28] raw 0-255 pixels; output '{OUTPUT_NAME}' float32 [{BATCH_AXIS},10] "
+                        f"softmax over {', '.join(card['class_names'])}. The full card is metadata '{CARD_KEY}'.")
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card, sort_keys=True)})
+
+
+def read_card(proto: onnx.ModelProto) -> dict | None:
+    """The embedded mnistzoo card of an ONNX model, or None for a foreign file."""
+    props = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(props[CARD_KEY]) if CARD_KEY in props else None
+
+
+def session(model: onnx.ModelProto | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model) \
+        if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def predict_onnx(sess: ort.InferenceSession, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    return np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch].astype(np.float32)})[0]
+                           for i in range(0, len(images), batch)])
+
+
+def predict_keras(model: keras.Model, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    return np.concatenate([keras.ops.convert_to_numpy(model(images[i:i + batch].astype(np.float32), training=False))
+                           for i in range(0, len(images), batch)])
+
+
+def compare(keras_probs: np.ndarray, onnx_probs: np.ndarray, labels: np.ndarray, *,
+            atol: float = ATOL, max_flips: int = 0) -> Parity:
+    """Parity figures of two probability arrays on the same labelled images."""
+    diff = np.abs(keras_probs.astype(np.float64) - onnx_probs.astype(np.float64))
+    k_pred, o_pred = keras_probs.argmax(1), onnx_probs.argmax(1)
+    flipped = int((k_pred != o_pred).sum())
+    k_acc, o_acc = float((k_pred == labels).mean()), float((o_pred == labels).mean())
+    return Parity(images=len(labels), agreement=1 - flipped / len(labels), flipped=flipped,
+                  max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), keras_accuracy=k_acc,
+                  onnx_accuracy=o_acc, accuracy_delta=o_acc - k_acc,
+                  passed=bool(diff.max() <= atol and flipped <= max_flips))
+
+
+def write_test_vectors(directory: Path, images: np.ndarray, probabilities: np.ndarray) -> None:
+    """ONNX Model Zoo test vectors: serialized TensorProtos named after the graph's input and output."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array, tensor_name in (("input_0.pb", images.astype(np.float32), INPUT_NAME),
+                                     ("output_0.pb", probabilities.astype(np.float32), OUTPUT_NAME)):
+        with atomic_path(directory / name) as tmp:
+            tmp.write_bytes(onnx.numpy_helper.from_array(array, tensor_name).SerializeToString())
+
+
+def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
+    """Static QDQ int8 (per-channel weights) calibrated on ``calibration`` images."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(np.array_split(calibration.astype(np.float32), max(1, len(calibration) // 100)))
+
+        def get_next(self) -> dict | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    prepared = int8.with_name(f".{int8.stem}.prep.onnx")
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        with atomic_path(int8, suffix=".onnx") as tmp:
+            quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def images_per_second(sess: ort.InferenceSession, images: np.ndarray, batch: int = 256, seconds: float = 1.0) -> float:
+    """Throughput of repeated ``batch``-sized runs after a warm-up."""
+    x = images[:batch].astype(np.float32)
+    sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+    runs, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+        runs += 1
+    return runs * len(x) / elapsed
+
+
+def _onnx_card(card: dict, ds: data.Dataset, ckpt_sha: str, opset: int) -> dict:
+    from . import __version__
+
+    return {
+        "id": f"{card['id']}@{card['version']}", "model": card["id"], "version": card["version"],
+        "study": card["study"], "dataset": ds.name, "class_names": list(ds.class_names),
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [BATCH_AXIS, 28, 28], "range": [0, 255]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [BATCH_AXIS, 10], "meaning": "softmax"},
+        "preprocessing": "none: feed raw 0-255 pixels (white digit on black, as in the dataset); "
+                         "the graph rescales by 1/255",
+        "recipe": card["recipe"], "recipe_is_original": card["recipe_is_original"], "seed": card["seed"],
+        "keras_test_accuracy": card["results"]["test_accuracy"], "keras_test_loss": card["results"]["test_loss"],
+        "reference": card["reference"], "checkpoint_sha256": ckpt_sha, "dataset_sha256": card["dataset"]["sha256"],
+        "conversion": {"route": CONVERSION_ROUTE, "opset": opset, "tf2onnx": tf2onnx.__version__,
+                       "tensorflow": tf.__version__, "keras": keras.__version__, "onnx": onnx.__version__},
+        "mnistzoo": __version__,
+    }
+
+
+def _save(proto: onnx.ModelProto, path: Path) -> None:
+    with atomic_path(path, suffix=".onnx") as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+
+
+def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None = None, out: Path | None = None,
+           atol: float = ATOL, max_flips: int = 0, quantize: str | None = None, seed: int = 0) -> ExportResult:
+    """Export a finished run to ONNX, verify every file on the full test set, record the figures.
+
+    Raises :class:`ExportError` for unusable input and :class:`ParityError` when a file fails
+    parity; a failing file is not left behind.
+    """
+    opsets = check_opsets(opsets or [DEFAULT_OPSET])
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unsupported --quantize {quantize!r}; the only choice is int8")
+    if atol <= 0 or max_flips < 0:
+        raise ExportError("--atol must be positive and --max-flips non-negative")
+    run, card = find_run(model_id, runs)
+    out_dir = ensure_writable_dir(run if out is None else Path(out) / run.name, "output directory")
+    model = load_checkpoint(run, card)
+    ckpt_sha = card["model_sha256"]
+    ds = data.load(card["dataset"]["name"])
+    keras_probs = predict_keras(model, ds.x_test)
+
+    files, results, failures = [], {}, []
+    for i, opset in enumerate(opsets):
+        proto = convert(model, opset)
+        describe(proto, _onnx_card(card, ds, ckpt_sha, opset))
+        onnx.checker.check_model(proto, full_check=True)
+        path = out_dir / ("model.onnx" if i == 0 else f"model.opset{opset}.onnx")
+        parity = compare(keras_probs, predict_onnx(session(proto), ds.x_test), ds.y_test,
+                         atol=atol, max_flips=max_flips)
+        results[str(opset)] = {"file": path.name, **asdict(parity)}
+        if parity.passed:
+            _save(proto, path)
+            results[str(opset)]["sha256"] = sha256_file(path)
+            files.append(path)
+        else:
+            path.unlink(missing_ok=True)
+            failures.append(f"opset {opset}: {parity.flipped} flipped, max |diff| {parity.max_abs_diff:.2e}")
+
+    record = {"model": run.name, "checkpoint_sha256": ckpt_sha, "dataset": ds.name, "test_images": len(ds.y_test),
+              "tolerance": {"atol": atol, "max_flips": max_flips}, "opsets": results,
+              "conversion": {"route": CONVERSION_ROUTE, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+                             "onnxruntime": ort.__version__, "tensorflow": tf.__version__},
+              "environment": environment()}
+    if not failures and opsets:
+        vectors = out_dir / "test_data_set_0"
+        write_test_vectors(vectors, ds.x_test[:TEST_VECTOR_IMAGES], keras_probs[:TEST_VECTOR_IMAGES])
+        files += [vectors / "input_0.pb", vectors / "output_0.pb"]
+        if quantize == "int8":
+            record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, seed)
+            files.append(out_dir / "model.int8.onnx")
+    with atomic_path(out_dir / "export.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    if failures:
+        raise ParityError(f"{run.name}: ONNX does not match Keras within max |diff| <= {atol:g} and "
+                          f"<= {max_flips} flips ({'; '.join(failures)}); see {out_dir / 'export.json'}")
+    return ExportResult(run.name, out_dir, files, record)
+
+
+def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
+    """Quantize, then measure fp32 vs int8 accuracy on the test set, file size and batch-256 throughput."""
+    sample = np.random.default_rng(seed).choice(len(ds.x_train), CALIBRATION_IMAGES, replace=False)
+    quantize_int8(fp32, int8, ds.x_train[np.sort(sample)])
+    fp32_sess, int8_sess = session(fp32), session(int8)
+    acc = {name: float((predict_onnx(s, ds.x_test).argmax(1) == ds.y_test).mean())
+           for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
+    ips = {name: images_per_second(s, ds.x_test) for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
+    return {"file": int8.name, "sha256": sha256_file(int8), "calibration_images": CALIBRATION_IMAGES,
+            "calibration_seed": seed, "format": "QDQ, per-channel int8 weights, int8 activations",
+            "fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], "accuracy_delta": acc["int8"] - acc["fp32"],
+            "size_ratio": int8.stat().st_size / fp32.stat().st_size,
+            "fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"],
+            "throughput_ratio": ips["int8"] / ips["fp32"]}

@@ -1,0 +1,160 @@
+"""The exporter on freshly trained small models: contract, checker, parity, card, test vectors, int8, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_one_line_error, run_cli
+from homes import using_home
+from mnistzoo import data
+
+
+@pytest.fixture(scope="session")
+def runs(mnist_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs directory with an MLP and a CNN trained for one epoch on a slice of real MNIST."""
+    from mnistzoo.train import train
+
+    out = tmp_path_factory.mktemp("runs")
+    with using_home(mnist_home):
+        train("mlp3_dropout_bn", epochs=1, limit=3000, out=out)
+        train("cnn3_k3", epochs=1, limit=1500, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(runs: Path, mnist_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mlp3_dropout_bn exported at opsets 17 and 13 with int8, into a separate output directory."""
+    from mnistzoo.export import export
+
+    out = tmp_path_factory.mktemp("exported")
+    with using_home(mnist_home):
+        export("mlp3_dropout_bn", opsets=[17, 13], runs=runs, out=out, quantize="int8")
+    return out / "mlp3_dropout_bn@1"
+
+
+def test_contract_checker_and_parity(exported: Path, runs: Path) -> None:
+    import onnx
+
+    proto = onnx.load(exported / "model.onnx")
+    onnx.checker.check_model(proto, full_check=True)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.name == "image" and out.name == "probabilities"
+    for value, rest in ((inp, [28, 28]), (out, [10])):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        dims = value.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == rest
+    assert {o.domain: o.version for o in proto.opset_import}[""] == 17
+    record = json.loads((exported / "export.json").read_text())
+    for opset in ("17", "13"):
+        parity = record["opsets"][opset]
+        assert parity["passed"] and parity["flipped"] == 0 and parity["images"] == 10_000
+        assert 0 <= parity["max_abs_diff"] <= 1e-5 and parity["agreement"] == 1.0
+    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    assert record["opsets"]["17"]["keras_accuracy"] == pytest.approx(train_card["results"]["test_accuracy"], abs=1e-4)
+    assert {o.domain: o.version for o in onnx.load(exported / "model.opset13.onnx").opset_import}[""] == 13
+
+
+def test_embedded_card_round_trips(exported: Path, runs: Path) -> None:
+    import onnx
+
+    from mnistzoo.export import read_card
+
+    proto = onnx.load(exported / "model.onnx")
+    card = read_card(proto)
+    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    assert card["id"] == "mlp3_dropout_bn@1" and card["dataset"] == "mnist"
+    assert card["class_names"] == [str(d) for d in range(10)]
+    assert card["checkpoint_sha256"] == train_card["model_sha256"]
+    assert card["dataset_sha256"] == data.get_spec("mnist").sha256
+    assert card["recipe"] == train_card["recipe"] and card["conversion"]["opset"] == 17
+    assert card["input"] == {"name": "image", "dtype": "float32", "shape": ["batch", 28, 28], "range": [0, 255]}
+    assert proto.producer_name == "mnistzoo" and "mlp3_dropout_bn" in proto.doc_string
+
+
+def test_test_vectors_reload_and_match(exported: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    tensors = {}
+    for name in ("input_0", "output_0"):
+        tensor = onnx.TensorProto()
+        tensor.ParseFromString((exported / "test_data_set_0" / f"{name}.pb").read_bytes())
+        tensors[tensor.name] = onnx.numpy_helper.to_array(tensor)
+    assert tensors["image"].shape == (16, 28, 28) and tensors["probabilities"].shape == (16, 10)
+    np.testing.assert_array_equal(tensors["image"], data.load("mnist").x_test[:16])
+    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"image": tensors["image"]})[0], tensors["probabilities"], atol=1e-5)
+
+
+def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
+    import onnxruntime as ort
+
+    ds = data.load("mnist")
+    x, y = ds.x_test[:2000].astype(np.float32), ds.y_test[:2000]
+    acc = {}
+    for name in ("model.onnx", "model.int8.onnx"):
+        sess = ort.InferenceSession(str(exported / name), providers=["CPUExecutionProvider"])
+        acc[name] = float((sess.run(None, {"image": x})[0].argmax(1) == y).mean())
+    assert abs(acc["model.onnx"] - acc["model.int8.onnx"]) <= 0.01
+    record = json.loads((exported / "export.json").read_text())["int8"]
+    assert record["size_ratio"] < 0.5 and record["throughput_ratio"] > 0 and record["calibration_images"] == 1000
+
+
+def test_cnn_exports_with_parity_and_identical_bytes_twice(runs: Path, home: Path, tmp_path: Path) -> None:
+    from mnistzoo.export import export
+
+    first = export("cnn3_k3", runs=runs, out=tmp_path / "a")
+    second = export("cnn3_k3", runs=runs, out=tmp_path / "b")
+    assert first.passed and first.record["opsets"]["17"]["flipped"] == 0
+    a, b = (r.out_dir / "model.onnx" for r in (first, second))
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_parity_failure_exits_1_and_leaves_no_model(runs: Path, home: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", "mlp3_dropout_bn", "--runs", str(runs), "--out", str(tmp_path), "--atol", "1e-12")
+    assert_one_line_error(proc, 1, "does not match Keras", "export.json")
+    run = tmp_path / "mlp3_dropout_bn@1"
+    assert not (run / "model.onnx").exists() and not list(run.glob("*.tmp"))
+    assert json.loads((run / "export.json").read_text())["opsets"]["17"]["passed"] is False
+
+
+def test_cli_export_prints_parity_table(runs: Path, home: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", "cnn3_k3", "--runs", str(runs), "--out", str(tmp_path), "--opset", "13,18")
+    assert proc.returncode == 0, proc.stderr
+    assert "cnn3_k3@1" in proc.stdout and "model.opset18.onnx" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "cnn3_k3@1").glob("*.onnx")) == ["model.onnx", "model.opset18.onnx"]
+
+
+def _corrupt(runs: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "mlp3_dropout_bn@1", copy / "mlp3_dropout_bn@1")
+    ckpt = copy / "mlp3_dropout_bn@1" / "model.keras"
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    return copy
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["mlp2"], ("mlp2@1 has not been trained", "mnistzoo train mlp2")),
+    (["mlp3_dropout_bn", "--opset", "12"], ("unsupported opset 12", "13-18")),
+    (["mlp3_dropout_bn", "--opset", "17,x"], ("unsupported opset list",)),
+    (["mlp3_dropout_bn", "--quantize", "int4"], ("unsupported --quantize 'int4'",)),
+    (["nosuchmodel"], ("unknown model 'nosuchmodel'",)),
+    ([], ("name at least one trained model id",)),
+])
+def test_bad_arguments(runs: Path, args: list[str], fragments: tuple[str, ...]) -> None:
+    assert_one_line_error(run_cli("export", *args, "--runs", str(runs)), 2, *fragments)
+
+
+def test_corrupt_checkpoint_and_unwritable_out(runs: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", "mlp3_dropout_bn", "--runs", str(_corrupt(runs, tmp_path)))
+    assert_one_line_error(proc, 2, "corrupt checkpoint", "mnistzoo train mlp3_dropout_bn --force")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("export", "mlp3_dropout_bn", "--runs", str(runs), "--out", str(blocker))
+    assert_one_line_error(proc, 2, "is not writable")
