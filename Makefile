@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/mnistzoo data info
 	$(BIN)/mnistzoo train mlp3_dropout_bn --json
 	$(BIN)/mnistzoo export mlp3_dropout_bn
+	$(BIN)/mnistzoo eval $${MNISTZOO_HOME:-$$HOME/.cache/mnistzoo}/runs/mlp3_dropout_bn@1/model.onnx --compare-keras
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -299,6 +299,81 @@ def export_cmd(
                           + " | ".join(failures))
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise MnistZooError(f"{option} takes positive integers separated by commas, like 1,32,256; got {text!r}")
+    return values
+
+
+@app.command("eval")
+def eval_cmd(
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL.onnx...", help="ONNX files to evaluate.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Test set for a file without an mnistzoo card: "
+                                                        "mnist or fashion_mnist.")] = None,
+    keras_path: Annotated[Optional[Path], typer.Option("--keras", help="Keras checkpoint for the parity check "
+                                                                      "(default: the one named in the card).")] = None,
+    provider: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: all cores).")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes to time, comma-separated.")] = "1,32,256",
+    runs: Annotated[int, typer.Option(help="Timed runs per batch size, after a warm-up.")] = 200,
+    seconds: Annotated[Optional[float], typer.Option(help="Time each batch size for this long instead.")] = None,
+    compare_keras: Annotated[bool, typer.Option("--compare-keras", help="Also time the Keras model "
+                                                                        "(tf.function and predict).")] = False,
+    atol: Annotated[float, typer.Option(help="Parity tolerance on |ONNX - Keras| probabilities.")] = 1e-5,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results here as JSON.")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Write confusion-matrix PNGs into this directory.")] = None,
+) -> None:
+    """Accuracy, parity with the Keras checkpoint (exit 1 when it fails) and latency of ONNX files."""
+    from .evaluate import evaluate
+    from .errors import VerificationError
+
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    if threads is not None and threads <= 0 or runs <= 0:
+        raise MnistZooError("--threads and --runs must be positive integers")
+    results = [evaluate(m, dataset=dataset, keras_path=keras_path, provider=provider, threads=threads,
+                        batch_sizes=sizes, compare_keras=compare_keras, plots=plots, runs=runs, seconds=seconds,
+                        atol=atol) for m in models]
+    for r in results:
+        _print_eval(r)
+    if json_path is not None:
+        from ._io import atomic_path
+
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
+    failed = [r["model"] for r in results if r["parity"] is not None and not r["parity"]["passed"]]
+    if failed:
+        raise VerificationError(f"parity with Keras failed for {', '.join(failed)}; see the parity line above")
+
+
+def _print_eval(r: dict) -> None:
+    head = Table(title=f"{r['model']} ({r['id'] or 'no card'}) on {r['dataset']} test, {r['images']:,} images")
+    for col in ("accuracy", "loss", *(f"class {i}" for i in range(10))):
+        head.add_column(col, justify="right")
+    head.add_row(f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", *(f"{a:.3f}" for a in r["per_class_accuracy"]))
+    console.print(head)
+    p = r["parity"]
+    if p is None:
+        console.print("parity: no Keras checkpoint found (give one with --keras)")
+    else:
+        console.print(f"parity with {p['checkpoint']}: agreement {p['agreement']:.4f}, flipped {p['flipped']}, "
+                      f"max |diff| {p['max_abs_diff']:.1e}, mean |diff| {p['mean_abs_diff']:.1e}, "
+                      f"accuracy delta {p['accuracy_delta']:+.4f}; criterion {p['criterion']}: "
+                      f"{'[green]passed[/]' if p['passed'] else '[red]FAILED[/]'}", highlight=False)
+    table = Table(title="latency")
+    for col in ("runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "threads", "vs ORT p50"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
+    ort_p50 = {row["batch_size"]: row["p50_ms"] for row in r["latency"]}
+    for row in r["latency"] + r.get("keras_latency", []):
+        table.add_row(row["provider"], str(row["batch_size"]), f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}",
+                      f"{row['p99_ms']:.3f}", f"{row['images_per_s']:,.0f}", str(row["threads"]),
+                      f"{row['p50_ms'] / ort_p50[row['batch_size']]:.1f}x")
+    console.print(table)
+
+
 def main() -> None:
     """Entry point: run the app, turning MnistZooError into a one-line message and its exit code."""
     try:

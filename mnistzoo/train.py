@@ -86,17 +86,25 @@ def _splits(recipe: Recipe, limit: int | None) -> tuple[np.ndarray, ...]:
     return x, y, x_val, y_val, ds
 
 
-def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """uint8 images and integer labels in, float32 pixels and one-hot labels out, converted in the graph.
+class _Batches:
+    """Batches of a uint8 image array in a given order, as float32 pixels and one-hot labels.
 
-    Feeding uint8 moves a quarter of the bytes of the notebooks' float32 arrays, and batches are
-    prefetched while the previous step runs.
+    The arrays become tensors once; each epoch's dataset only slices its index order into
+    batches and gathers them in the graph. Feeding uint8 moves a quarter of the bytes of the
+    notebooks' float32 arrays, whole batches are gathered at once instead of one image at a
+    time, and the next batch is prepared while the current step runs.
     """
-    def convert(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(images, tf.float32), tf.one_hot(tf.cast(labels, tf.int32), 10)
 
-    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-            .map(convert, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.images, self.labels, self.size = tf.constant(x), tf.constant(y.astype(np.int32)), len(x)
+
+    def __call__(self, batch_size: int, order: np.ndarray | None = None) -> tf.data.Dataset:
+        order = np.arange(self.size) if order is None else order
+        return (tf.data.Dataset.from_tensor_slices(order.astype(np.int32)).batch(batch_size)
+                .map(self._take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+    def _take(self, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.cast(tf.gather(self.images, index), tf.float32), tf.one_hot(tf.gather(self.labels, index), 10)
 
 
 def _steps_per_execution(batch_size: int) -> int:
@@ -185,7 +193,7 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     x, y, x_val, y_val, ds = _splits(recipe, limit)
-    validation = _batches(x_val, y_val, EVAL_BATCH)
+    train_batches, validation = _Batches(x, y), _Batches(x_val, y_val)(EVAL_BATCH)
     steps = -(-len(x) // recipe.batch_size)
 
     history: list[dict] = []
@@ -214,7 +222,7 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
         order = np.random.default_rng([seed, epoch]).permutation(len(x))
         t0 = time.perf_counter()
         callbacks = [_StepCallback(on_step, f"{epoch + 1}/{recipe.epochs}", steps)] if on_step else []
-        logs = model.fit(_batches(x[order], y[order], recipe.batch_size), epochs=1, validation_data=validation,
+        logs = model.fit(train_batches(recipe.batch_size, order), epochs=1, validation_data=validation,
                          shuffle=False, callbacks=callbacks, verbose=0).history
         row = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()}, "seconds": time.perf_counter() - t0}
         history.append(row)
@@ -225,7 +233,7 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
             on_epoch(row)
     wall = time.perf_counter() - started
 
-    test_loss, test_acc = model.evaluate(_batches(ds.x_test, ds.y_test, EVAL_BATCH), verbose=0)
+    test_loss, test_acc = model.evaluate(_Batches(ds.x_test, ds.y_test)(EVAL_BATCH), verbose=0)
     _save_model(model, run / "model.keras")
     _write_json(run / "history.json", history)
     _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",

@@ -108,8 +108,9 @@ def main() -> None:
         ratio, macs = zoo_ips / nb_ips, model_stats(get_model(model_id).build()).macs
         lines.append(f"| {model_id} | {batch} | {macs:,} | {nb_ips:,.0f} | {zoo_ips:,.0f} | {ratio:.2f}x | "
                      f"{'yes' if ratio >= GOAL else 'no'} | {6 * macs * zoo_ips / 1e9:.0f} | {nb_acc:.4f} | {zoo_acc:.4f} |")
-    lines += ["", "Where the speed comes from: uint8 images and integer labels go into a prefetched `tf.data` "
-              "pipeline that casts and one-hot encodes in the graph (a quarter of the bytes of float32 arrays); "
+    lines += ["", "Where the speed comes from: the uint8 images and integer labels become tensors once; each "
+              "epoch's prefetched `tf.data` pipeline gathers whole batches by index and casts and one-hot encodes "
+              "them in the graph (a quarter of the bytes of float32 arrays); "
               "small batches run several steps per graph call (`steps_per_execution`); validation runs in "
               "batches of 1024 (inference only, so the batch size does not change the figures). None of it changes "
               "the arithmetic of a training step. Training GFLOP/s counts a step as ~6 FLOPs per MAC "

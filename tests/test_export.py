@@ -9,31 +9,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import assert_one_line_error, run_cli
-from homes import using_home
 from mnistzoo import data
-
-
-@pytest.fixture(scope="session")
-def runs(mnist_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs directory with an MLP and a CNN trained for one epoch on a slice of real MNIST."""
-    from mnistzoo.train import train
-
-    out = tmp_path_factory.mktemp("runs")
-    with using_home(mnist_home):
-        train("mlp3_dropout_bn", epochs=1, limit=3000, out=out)
-        train("cnn3_k3", epochs=1, limit=1500, out=out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def exported(runs: Path, mnist_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mlp3_dropout_bn exported at opsets 17 and 13 with int8, into a separate output directory."""
-    from mnistzoo.export import export
-
-    out = tmp_path_factory.mktemp("exported")
-    with using_home(mnist_home):
-        export("mlp3_dropout_bn", opsets=[17, 13], runs=runs, out=out, quantize="int8")
-    return out / "mlp3_dropout_bn@1"
 
 
 def test_contract_checker_and_parity(exported: Path, runs: Path) -> None:

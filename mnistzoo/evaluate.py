@@ -1,0 +1,248 @@
+"""Evaluate an ONNX file with onnxruntime: accuracy, parity with its Keras checkpoint, latency.
+
+The embedded card (see :mod:`mnistzoo.export`) names the dataset and the checkpoint; a foreign
+file with the same contract works when the dataset is given. Latency is measured per batch size
+after a warm-up, with the session's optimisation level and thread count set explicitly and
+recorded beside an environment fingerprint.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data
+from ._env import environment
+from ._io import atomic_path, sha256_file
+from .errors import MnistZooError
+from .export import ATOL, compare, predict_keras, predict_onnx, read_card
+from .train import runs_dir
+from .zoo.base import INPUT_NAME, OUTPUT_NAME
+
+import keras  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+OPT_LEVEL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+DEFAULT_BATCH_SIZES = (1, 32, 256)
+INT8_MAX_ACCURACY_DROP = 0.01  # a quantized file is judged by accuracy, not by exact probabilities
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch_size: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    images_per_s: float
+    provider: str
+    threads: int
+    runs: int
+
+
+def open_model(path: Path) -> tuple[onnx.ModelProto, dict | None]:
+    """Load and check an ONNX file and its contract; return it with its mnistzoo card (None if foreign)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MnistZooError(f"{path}: no such file; give the path of an .onnx file (see `mnistzoo export`)")
+    try:
+        proto = onnx.load(path)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # noqa: BLE001 - protobuf and checker errors alike mean "not a usable ONNX file"
+        raise MnistZooError(f"{path}: not a valid ONNX model, the file is corrupt, truncated or of another "
+                            f"format ({type(exc).__name__}); re-export it with `mnistzoo export`") from None
+    _check_contract(path, proto)
+    return proto, read_card(proto)
+
+
+def _describe(value: onnx.ValueInfoProto) -> str:
+    t = value.type.tensor_type
+    dims = ",".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in t.shape.dim)
+    return f"'{value.name}' {onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else '?'} [{dims}]"
+
+
+def _check_contract(path: Path, proto: onnx.ModelProto) -> None:
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+
+    def ok(values: list, name: str, rest: list[int]) -> bool:
+        if len(values) != 1 or values[0].name != name:
+            return False
+        t = values[0].type.tensor_type
+        dims = t.shape.dim
+        return (t.elem_type == onnx.TensorProto.FLOAT and len(dims) == 1 + len(rest)
+                and not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == rest)
+
+    if not ok(inputs, INPUT_NAME, [28, 28]):
+        raise MnistZooError(f"{path}: wrong input contract: expected one input '{INPUT_NAME}' float32 [batch,28,28], "
+                            f"found {', '.join(_describe(i) for i in inputs) or 'none'}")
+    if not ok(list(proto.graph.output), OUTPUT_NAME, [10]):
+        raise MnistZooError(f"{path}: wrong output contract: expected one output '{OUTPUT_NAME}' float32 "
+                            f"[batch,10], found {', '.join(_describe(o) for o in proto.graph.output) or 'none'}")
+
+
+def make_session(model: Path | bytes, provider: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session with explicit optimisation level and threads."""
+    if provider not in PROVIDERS:
+        raise MnistZooError(f"unknown provider '{provider}'; choose cpu or cuda")
+    if provider == "cuda" and PROVIDERS["cuda"] not in ort.get_available_providers():
+        raise MnistZooError("CUDA was asked for but this onnxruntime has no CUDAExecutionProvider (no GPU, or "
+                            "onnxruntime-gpu not installed); use --provider cpu")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = OPT_LEVEL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
+                                providers=[PROVIDERS[provider]])
+
+
+def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, mean cross-entropy, per-class accuracy and the confusion matrix (rows: true class)."""
+    pred = probs.argmax(1)
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean())
+    return {"accuracy": float((pred == labels).mean()), "loss": loss,
+            "per_class_accuracy": (confusion.diagonal() / confusion.sum(1)).tolist(),
+            "confusion_matrix": confusion.tolist()}
+
+
+def _percentiles(times: list[float], batch: int, provider: str, threads: int) -> Latency:
+    ms = np.array(times) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return Latency(batch, float(p50), float(p90), float(p99), batch * len(ms) / (ms.sum() / 1e3),
+                   provider, threads, len(ms))
+
+
+def time_runs(fn, runs: int, warmup: int, seconds: float | None) -> list[float]:
+    """Per-call wall times of ``fn`` after ``warmup`` calls: ``runs`` calls, or as many as fit in ``seconds``."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < runs if seconds is None else time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def onnx_latency(sess: ort.InferenceSession, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
+                 warmup: int = 20, seconds: float | None = None) -> list[Latency]:
+    provider = sess.get_providers()[0]
+    threads = int(sess.get_session_options().intra_op_num_threads)
+    rows = []
+    for batch in batch_sizes:
+        x = np.ascontiguousarray(images[np.arange(batch) % len(images)], dtype=np.float32)
+        feed = {INPUT_NAME: x}
+        rows.append(_percentiles(time_runs(lambda: sess.run([OUTPUT_NAME], feed), runs, warmup, seconds),
+                                 batch, provider, threads))
+    return rows
+
+
+def keras_latency(model: keras.Model, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
+                  warmup: int = 20, seconds: float | None = None) -> list[Latency]:
+    """The Keras model on the same batches, under ``tf.function`` and through ``model.predict``."""
+    serve = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+    rows = []
+    for batch in batch_sizes:
+        x = tf.constant(images[np.arange(batch) % len(images)], dtype=tf.float32)
+        rows.append(_percentiles(time_runs(lambda: serve(x).numpy(), runs, warmup, seconds),
+                                 batch, "keras tf.function", threads))
+        rows.append(_percentiles(time_runs(lambda: model.predict(x, verbose=0), max(runs // 4, 5),
+                                           max(warmup // 4, 2), seconds), batch, "keras model.predict", threads))
+    return rows
+
+
+def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
+    """The Keras checkpoint an exported file came from: beside it, or in the zoo home's runs."""
+    if card is None:
+        return None
+    for candidate in (onnx_path.parent / "model.keras", runs_dir() / card["id"] / "model.keras"):
+        if candidate.is_file() and sha256_file(candidate) == card["checkpoint_sha256"]:
+            return candidate
+    return None
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    matrix = np.array(confusion)
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                color="white" if n > matrix.max() / 2 else "black")
+    ax.set_xticks(range(10), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(10), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None = None, provider: str = "cpu",
+             threads: int | None = None, batch_sizes: list[int] | None = None, compare_keras: bool = False,
+             plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL) -> dict:
+    """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes."""
+    path = Path(path)
+    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
+    if any(b <= 0 for b in batch_sizes):
+        raise MnistZooError(f"batch sizes must be positive integers, got {batch_sizes}")
+    proto, card = open_model(path)
+    name = dataset or (card or {}).get("dataset")
+    if name is None:
+        raise MnistZooError(f"{path} has no mnistzoo card; say which test set to use with --dataset mnist|fashion_mnist")
+    ds = data.load(name)
+    sess = make_session(proto.SerializeToString(), provider, threads)
+    probs = predict_onnx(sess, ds.x_test)
+    result: dict = {"model": str(path), "id": (card or {}).get("id"), "dataset": ds.name, "images": len(ds.y_test),
+                    **accuracy_report(probs, ds.y_test)}
+
+    ckpt = Path(keras_path) if keras_path is not None else find_checkpoint(path, card)
+    keras_model = None
+    if ckpt is not None:
+        try:
+            keras_model = keras.models.load_model(ckpt)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+            raise MnistZooError(f"{ckpt}: cannot load the Keras checkpoint ({type(exc).__name__}); "
+                                "give a .keras file saved by mnistzoo with --keras") from None
+        parity = asdict(compare(predict_keras(keras_model, ds.x_test), probs, ds.y_test, atol=atol))
+        quantized = any(node.op_type == "QuantizeLinear" for node in proto.graph.node)
+        if quantized:
+            parity["passed"] = parity["accuracy_delta"] >= -INT8_MAX_ACCURACY_DROP
+        result["parity"] = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt),
+                            "matches_card": card is not None and sha256_file(ckpt) == card["checkpoint_sha256"],
+                            "criterion": (f"quantized: accuracy within {INT8_MAX_ACCURACY_DROP:.0%} of Keras"
+                                          if quantized else f"max |diff| <= {atol:g} and no flipped prediction"),
+                            **parity}
+    else:
+        result["parity"] = None
+    result["latency"] = [asdict(r) for r in onnx_latency(sess, ds.x_test, batch_sizes, runs=runs, seconds=seconds)]
+    if compare_keras:
+        if keras_model is None:
+            raise MnistZooError(f"--compare-keras needs the Keras checkpoint of {path}; give it with --keras PATH")
+        result["keras_latency"] = [asdict(r) for r in keras_latency(keras_model, ds.x_test, batch_sizes, runs=runs,
+                                                                    seconds=seconds)]
+    result["environment"] = {**environment(), "provider": sess.get_providers()[0],
+                             "threads": int(sess.get_session_options().intra_op_num_threads),
+                             "graph_optimization_level": str(OPT_LEVEL).split(".")[-1]}
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        stem = (card or {}).get("id", path.stem).replace("@", "_v")
+        plot_confusion(result["confusion_matrix"], list(ds.class_names), f"{stem} on {ds.name} test",
+                       plots / f"{stem}_confusion.png")
+    return result

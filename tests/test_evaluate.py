@@ -1,0 +1,114 @@
+"""`mnistzoo eval` on freshly exported small models: accuracy, parity (pass and fail), latency, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import assert_one_line_error, run_cli
+
+FAST = ("--runs", "20", "--batch-sizes", "1,8")
+
+
+@pytest.fixture(scope="session")
+def onnx_file(exported: Path) -> Path:
+    return exported / "model.onnx"
+
+
+def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Path, home: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    proc = run_cli("eval", str(onnx_file), *FAST, "--compare-keras", "--keras", str(runs / "mlp3_dropout_bn@1" /
+                   "model.keras"), "--json", str(out), "--plots", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert set(result) >= {"model", "accuracy", "loss", "per_class_accuracy", "parity", "latency", "keras_latency",
+                           "environment"}
+    card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    assert result["accuracy"] == pytest.approx(card["results"]["test_accuracy"], abs=1e-4)
+    assert result["loss"] == pytest.approx(card["results"]["test_loss"], rel=1e-3)
+    assert len(result["per_class_accuracy"]) == 10 and all(0 <= a <= 1 for a in result["per_class_accuracy"])
+    parity = result["parity"]
+    assert {"agreement", "flipped", "max_abs_diff", "mean_abs_diff", "accuracy_delta", "passed"} <= set(parity)
+    assert parity["passed"] and parity["flipped"] == 0 and parity["matches_card"]
+    for row in result["latency"] + result["keras_latency"]:
+        assert set(row) >= {"batch_size", "p50_ms", "p90_ms", "p99_ms", "images_per_s", "provider", "threads"}
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
+    assert [r["batch_size"] for r in result["latency"]] == [1, 8]
+    assert result["latency"][0]["provider"] == "CPUExecutionProvider"
+    assert {r["provider"] for r in result["keras_latency"]} == {"keras tf.function", "keras model.predict"}
+    env = result["environment"]
+    assert env["graph_optimization_level"] == "ORT_ENABLE_ALL" and env["threads"] >= 1 and env["onnxruntime"]
+    assert (tmp_path / "plots" / "mlp3_dropout_bn_v1_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "parity with" in proc.stdout and "passed" in proc.stdout
+
+
+def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_path: Path) -> None:
+    from mnistzoo.evaluate import evaluate
+    from mnistzoo.export import export
+
+    export("mlp3_dropout_bn", runs=runs)  # into the run directory, beside model.keras
+    result = evaluate(runs / "mlp3_dropout_bn@1" / "model.onnx", runs=5, batch_sizes=[2])
+    assert result["parity"]["passed"] and result["parity"]["checkpoint"].endswith("model.keras")
+
+
+def test_eval_with_a_different_checkpoint_fails_parity(onnx_file: Path, runs: Path, home: Path) -> None:
+    other = runs / "cnn3_k3@1" / "model.keras"
+    proc = run_cli("eval", str(onnx_file), *FAST, "--keras", str(other))
+    assert proc.returncode == 1, proc.stderr
+    assert "FAILED" in proc.stdout and "parity with Keras failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_int8_file_is_judged_by_accuracy(exported: Path, runs: Path, home: Path) -> None:
+    from mnistzoo.evaluate import evaluate
+
+    result = evaluate(exported / "model.int8.onnx", keras_path=runs / "mlp3_dropout_bn@1" / "model.keras",
+                      runs=5, batch_sizes=[1])
+    assert result["parity"]["criterion"].startswith("quantized") and result["parity"]["passed"]
+
+
+def test_foreign_file_needs_dataset(onnx_file: Path, home: Path, tmp_path: Path) -> None:
+    import onnx
+
+    proto = onnx.load(onnx_file)
+    del proto.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(proto, foreign)
+    assert_one_line_error(run_cli("eval", str(foreign), *FAST), 2, "no mnistzoo card", "--dataset")
+    proc = run_cli("eval", str(foreign), *FAST, "--dataset", "mnist")
+    assert proc.returncode == 0, proc.stderr
+    assert "no Keras checkpoint found" in proc.stdout
+
+
+def _wrong_contract(onnx_file: Path, tmp_path: Path) -> Path:
+    import onnx
+
+    proto = onnx.load(onnx_file)
+    proto.graph.input[0].name = "input_1"
+    for node in proto.graph.node:
+        node.input[:] = ["input_1" if n == "image" else n for n in node.input]
+    path = tmp_path / "renamed.onnx"
+    onnx.save(proto, path)
+    return path
+
+
+@pytest.mark.parametrize(("make", "args", "fragments"), [
+    (lambda f, t: t / "missing.onnx", (), ("no such file",)),
+    (lambda f, t: (t / "notes.onnx", (t / "notes.onnx").write_text("hello"))[0], (), ("not a valid ONNX model",)),
+    (lambda f, t: (t / "cut.onnx", (t / "cut.onnx").write_bytes(f.read_bytes()[:5000]))[0], (),
+     ("not a valid ONNX model",)),
+    (_wrong_contract, (), ("wrong input contract", "expected one input 'image'", "found 'input_1'")),
+    (lambda f, t: f, ("--provider", "tpu"), ("unknown provider 'tpu'",)),
+    (lambda f, t: f, ("--provider", "cuda"), ("CUDA was asked for",)),
+    (lambda f, t: f, ("--batch-sizes", "0,4"), ("--batch-sizes takes positive integers",)),
+])
+def test_bad_input(onnx_file: Path, tmp_path: Path, make, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
+    import onnxruntime
+
+    if "cuda" in args and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    path = make(onnx_file, tmp_path)
+    assert_one_line_error(run_cli("eval", str(path), *args), 2, *fragments)
