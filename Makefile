@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/mnistzoo data fetch all
 	$(BIN)/mnistzoo data info
 	$(BIN)/mnistzoo train mlp3_dropout_bn --json
-	$(BIN)/mnistzoo export mlp3_dropout_bn
-	$(BIN)/mnistzoo eval $${MNISTZOO_HOME:-$$HOME/.cache/mnistzoo}/runs/mlp3_dropout_bn@1/model.onnx --compare-keras
+	$(BIN)/mnistzoo export mlp3_dropout_bn --out demo
+	$(BIN)/mnistzoo eval demo/mlp3_dropout_bn@1/model.onnx --compare-keras
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -24,6 +24,8 @@ from mnistzoo.train import _optimizer, train
 from mnistzoo.zoo import get_model
 from mnistzoo.zoo.stats import model_stats
 
+from _bench import gemm_gflops
+
 import keras  # noqa: E402
 
 MODELS = ("mlp3_dropout_bn", "fashion_mlp2", "cnn2_k3")
@@ -52,22 +54,6 @@ def mnistzoo_fit(model_id: str, epochs: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as out:
         card = train(model_id, epochs=epochs, out=Path(out)).card
     return card["images_per_second"], card["results"]["test_accuracy"]
-
-
-def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """This CPU's float32 ceiling as TensorFlow reaches it: the best of several large matmuls."""
-    import tensorflow as tf
-
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()
-    best = min(_timed(lambda: tf.linalg.matmul(a, b).numpy()) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def main() -> None:
