@@ -194,13 +194,10 @@ def read_card(proto: onnx.ModelProto) -> dict | None:
     return json.loads(props[CARD_KEY]) if CARD_KEY in props else None
 
 
-def session(model: onnx.ModelProto | Path | bytes, threads: int | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model) \
-        if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
+    """A default CPU onnxruntime session for parity checks (timing uses ``evaluate.make_session``)."""
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
 
 
 def predict_onnx(sess: ort.InferenceSession, images: np.ndarray, batch: int = 1024) -> np.ndarray:
