@@ -94,7 +94,7 @@ def main() -> None:
         ratio, macs = zoo_ips / nb_ips, model_stats(get_model(model_id).build()).macs
         lines.append(f"| {model_id} | {batch} | {macs:,} | {nb_ips:,.0f} | {zoo_ips:,.0f} | {ratio:.2f}x | "
                      f"{'yes' if ratio >= GOAL else 'no'} | {6 * macs * zoo_ips / 1e9:.0f} | {nb_acc:.4f} | {zoo_acc:.4f} |")
-    lines += ["", "Where the speed comes from: the uint8 images and integer labels become tensors once; each "
+    lines += ["", "What mnistzoo does differently: the uint8 images and integer labels become tensors once; each "
               "epoch's prefetched `tf.data` pipeline gathers whole batches by index and casts and one-hot encodes "
               "them in the graph (a quarter of the bytes of float32 arrays); "
               "small batches run several steps per graph call (`steps_per_execution`); validation runs in "
