@@ -271,9 +271,9 @@ def export_cmd(
     opsets = parse_opsets(opset)
     chosen = list(ids or []) + (trained_models(runs) if all_models else [])
     if not chosen:
-        raise MnistZooError("name at least one trained model id, or use --all; "
-                            "nothing trained yet? run `mnistzoo train ID` first" if not all_models else
-                            f"no trained models in {runs or 'the zoo home'}; run `mnistzoo train ID` first")
+        where = (f"no trained models in {runs or 'the zoo home'}" if all_models
+                 else "name at least one trained model id, or use --all")
+        raise MnistZooError(f"{where}; nothing trained yet? run `mnistzoo train ID` first")
     records, failures = [], []
     for model_id in dict.fromkeys(chosen):
         try:

@@ -224,8 +224,9 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
         quantized = any(node.op_type == "QuantizeLinear" for node in proto.graph.node)
         if quantized:
             parity["passed"] = parity["accuracy_delta"] >= -INT8_MAX_ACCURACY_DROP
-        result["parity"] = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt),
-                            "matches_card": card is not None and sha256_file(ckpt) == card["checkpoint_sha256"],
+        ckpt_sha = sha256_file(ckpt)
+        result["parity"] = {"checkpoint": str(ckpt), "checkpoint_sha256": ckpt_sha,
+                            "matches_card": card is not None and ckpt_sha == card["checkpoint_sha256"],
                             "criterion": (f"quantized: accuracy within {INT8_MAX_ACCURACY_DROP:.0%} of Keras"
                                           if quantized else f"max |diff| <= {atol:g} and no flipped prediction"),
                             **parity}

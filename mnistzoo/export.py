@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -255,17 +254,6 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
         prepared.unlink(missing_ok=True)
 
 
-def images_per_second(sess: ort.InferenceSession, images: np.ndarray, batch: int = 256, seconds: float = 1.0) -> float:
-    """Throughput of repeated ``batch``-sized runs after a warm-up."""
-    x = images[:batch].astype(np.float32)
-    sess.run([OUTPUT_NAME], {INPUT_NAME: x})
-    runs, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        sess.run([OUTPUT_NAME], {INPUT_NAME: x})
-        runs += 1
-    return runs * len(x) / elapsed
-
-
 def _onnx_card(card: dict, ds: data.Dataset, ckpt_sha: str, opset: int) -> dict:
     from . import __version__
 
@@ -353,7 +341,10 @@ def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
     fp32_sess, int8_sess = session(fp32), session(int8)
     acc = {name: float((predict_onnx(s, ds.x_test).argmax(1) == ds.y_test).mean())
            for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
-    ips = {name: images_per_second(s, ds.x_test) for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
+    from .evaluate import onnx_latency  # evaluate builds on this module
+
+    ips = {name: onnx_latency(s, ds.x_test, [256], seconds=1.0)[0].images_per_s
+           for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
     return {"file": int8.name, "sha256": sha256_file(int8), "calibration_images": CALIBRATION_IMAGES,
             "calibration_seed": seed, "format": "QDQ, per-channel int8 weights, int8 activations",
             "fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], "accuracy_delta": acc["int8"] - acc["fp32"],
