@@ -80,6 +80,28 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     assert record["size_ratio"] < 0.5 and record["throughput_ratio"] > 0 and record["calibration_images"] == 1000
 
 
+def test_int8_keeps_head_and_unfolded_batchnorm_in_float32(exported: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    matmuls = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    int8_matmuls = [n for n in matmuls if n.input[1] in dequantized]
+    head = producer[next(n for n in graph.node if n.op_type == "Softmax").input[0]]
+    consumers = {name: [n for n in graph.node if name in n.input] for node in graph.node for name in node.output}
+    batchnorm = [(mul, add) for mul in graph.node if mul.op_type == "Mul"
+                 for add in consumers[mul.output[0]] if add.op_type == "Add"]
+    assert head.op_type in ("Gemm", "MatMul") and not set(head.input) & dequantized
+    assert batchnorm, "mlp3_dropout_bn has a BatchNorm after an activation"
+    for mul, add in batchnorm:  # float32 out of the BatchNorm and through the matmul it feeds
+        assert {n.op_type for n in consumers[add.output[0]]} <= {"Gemm", "MatMul"}
+        assert all(not set(n.input[1:]) & dequantized for n in consumers[add.output[0]])
+    assert matmuls[0] in int8_matmuls  # the 784x512 layer, most of the work, is int8
+    recorded = json.loads((exported / "export.json").read_text())["int8"]["fp32_nodes"]
+    assert head.name in recorded and all(mul.name in recorded for mul, _ in batchnorm)
+
+
 def test_cnn_exports_with_parity_and_identical_bytes_twice(runs: Path, home: Path, tmp_path: Path) -> None:
     from mnistzoo.export import export
 
