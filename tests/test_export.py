@@ -80,26 +80,60 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     assert record["size_ratio"] < 0.5 and record["throughput_ratio"] > 0 and record["calibration_images"] == 1000
 
 
-def test_int8_keeps_head_and_unfolded_batchnorm_in_float32(exported: Path) -> None:
+def _graph_facts(path: Path) -> dict:
     import onnx
 
-    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    graph = onnx.load(str(path)).graph
     producer = {out: node for node in graph.node for out in node.output}
+    consumers = {name: [n for n in graph.node if name in n.input] for node in graph.node for name in node.output}
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     matmuls = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")]
-    int8_matmuls = [n for n in matmuls if n.input[1] in dequantized]
-    head = producer[next(n for n in graph.node if n.op_type == "Softmax").input[0]]
-    consumers = {name: [n for n in graph.node if name in n.input] for node in graph.node for name in node.output}
-    batchnorm = [(mul, add) for mul in graph.node if mul.op_type == "Mul"
-                 for add in consumers[mul.output[0]] if add.op_type == "Add"]
-    assert head.op_type in ("Gemm", "MatMul") and not set(head.input) & dequantized
-    assert batchnorm, "mlp3_dropout_bn has a BatchNorm after an activation"
-    for mul, add in batchnorm:  # float32 out of the BatchNorm and through the matmul it feeds
-        assert {n.op_type for n in consumers[add.output[0]]} <= {"Gemm", "MatMul"}
-        assert all(not set(n.input[1:]) & dequantized for n in consumers[add.output[0]])
-    assert matmuls[0] in int8_matmuls  # the 784x512 layer, most of the work, is int8
-    recorded = json.loads((exported / "export.json").read_text())["int8"]["fp32_nodes"]
-    assert head.name in recorded and all(mul.name in recorded for mul, _ in batchnorm)
+    return {"dequantized": dequantized, "matmuls": matmuls, "consumers": consumers,
+            "head": producer[next(n for n in graph.node if n.op_type == "Softmax").input[0]],
+            "batchnorm": [(mul, add) for mul in graph.node if mul.op_type == "Mul"
+                          for add in consumers[mul.output[0]] if add.op_type == "Add"]}
+
+
+def test_fold_batchnorm_is_exact(exported: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from mnistzoo.export import fold_batchnorm, predict_onnx, session
+
+    from onnxruntime.quantization import quant_pre_process
+
+    quant_pre_process(str(exported / "model.onnx"), str(tmp_path / "prep.onnx"), skip_symbolic_shape=True)
+    model = onnx.load(str(tmp_path / "prep.onnx"))  # as quantize_int8 sees it: MatMul+Add fused into Gemm
+    assert fold_batchnorm(model) == 1  # mlp3_dropout_bn: D512 DO D256 BN D128
+    onnx.save(model, str(tmp_path / "folded.onnx"))
+    assert not _graph_facts(tmp_path / "folded.onnx")["batchnorm"]
+    x = data.load("mnist").x_test[:500]
+    np.testing.assert_allclose(predict_onnx(session(tmp_path / "folded.onnx"), x),
+                               predict_onnx(session(exported / "model.onnx"), x), atol=1e-5)
+
+
+@pytest.mark.parametrize("min_agreement", [0.0, 1.01])
+def test_int8_folds_batchnorm_or_keeps_it_float32(exported: Path, tmp_path: Path, monkeypatch,
+                                                  min_agreement: float) -> None:
+    from mnistzoo import export as exporter
+
+    monkeypatch.setattr(exporter, "INT8_MIN_AGREEMENT", min_agreement)
+    x = data.load("mnist").x_train
+    how = exporter.quantize_int8(exported / "model.onnx", tmp_path / "q.onnx", x[:300], x[300:600])
+    facts = _graph_facts(tmp_path / "q.onnx")
+    dq, head = facts["dequantized"], facts["head"]
+    assert head.op_type in ("Gemm", "MatMul") and head.input[1] not in dq and head.name in how["fp32_nodes"]
+    assert facts["matmuls"][0].input[1] in dq  # the 784x512 layer, most of the work, is int8
+    assert how["check_images"] == 300 and 0 <= how["check_agreement"] <= 1
+    if min_agreement == 0.0:  # folded: no BatchNorm left, every matmul but the head is int8
+        assert how["batchnorm_folded"] == 1 and not facts["batchnorm"]
+        assert all(m.input[1] in dq for m in facts["matmuls"] if m is not head)
+    else:  # the check refused the folded graph: BatchNorm and the matmul it feeds stay float32
+        assert how["batchnorm_folded"] == 0 and facts["batchnorm"]
+        for mul, add in facts["batchnorm"]:
+            fed = facts["consumers"][add.output[0]]
+            assert {n.op_type for n in fed} <= {"Gemm", "MatMul"} and not any(set(n.input[1:]) & dq for n in fed)
+            assert mul.name in how["fp32_nodes"]
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
 def test_cnn_exports_with_parity_and_identical_bytes_twice(runs: Path, home: Path, tmp_path: Path) -> None:
