@@ -242,6 +242,18 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return consumers
 
 
+def _batchnorm_chains(graph: onnx.GraphProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, list[onnx.NodeProto]]]:
+    """Unfolded BatchNorm as tf2onnx writes it: Mul(x, s) into one Add(., t), with what that Add feeds."""
+    consumers, constants = _consumers(graph), {i.name for i in graph.initializer}
+    chains = []
+    for mul in graph.node:
+        add = consumers.get(mul.output[0], [])
+        if (mul.op_type == "Mul" and mul.input[1] in constants and len(add) == 1 and add[0].op_type == "Add"
+                and add[0].input[1] in constants):
+            chains.append((mul, add[0], consumers.get(add[0].output[0], [])))
+    return chains
+
+
 def fp32_nodes(model: onnx.ModelProto) -> list[str]:
     """Nodes that int8 would hurt, kept in float32: the classifier head, and unfolded BatchNorm.
 
@@ -252,45 +264,41 @@ def fp32_nodes(model: onnx.ModelProto) -> list[str]:
     float32 with it.
     """
     producer = {out: node for node in model.graph.node for out in node.output}
-    consumers = _consumers(model.graph)
+    chains = {mul.name: (add, fed) for mul, add, fed in _batchnorm_chains(model.graph)}
     keep: list[onnx.NodeProto] = []
     for node in model.graph.node:
         if node.op_type == "Softmax":
-            keep += [node] + [n for n in [producer.get(node.input[0])] if n is not None]
-        elif node.op_type == "Mul" and (src := producer.get(node.input[0])) is not None and src.op_type == "Relu":
-            add = [n for n in consumers.get(node.output[0], []) if n.op_type == "Add"]
-            keep += [node, *add, *(n for a in add for n in consumers.get(a.output[0], [])
-                                   if n.op_type in ("Gemm", "MatMul"))]
+            keep += [n for n in (node, producer.get(node.input[0])) if n is not None]
+        elif node.name in chains and (src := producer.get(node.input[0])) is not None and src.op_type == "Relu":
+            add, fed = chains[node.name]
+            keep += [node, add, *(n for n in fed if n.op_type in ("Gemm", "MatMul"))]
     return list(dict.fromkeys(n.name for n in keep))
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> int:
-    """Fold each per-channel Mul(s)+Add(t) that feeds one Gemm into it: W' = diag(s) W, b' = b + t W.
+    """Fold each unfolded BatchNorm that feeds one Gemm into it: W' = diag(s) W, b' = b + t W.
 
     Expects the Gemms of ``quant_pre_process`` (MatMul+Add fused).
     Exact in real arithmetic; returns how many were folded. Large gains then sit in the weights,
     where per-channel int8 may or may not absorb them, so the caller checks the result.
     """
-    graph, consumers = model.graph, _consumers(model.graph)
+    graph = model.graph
     init = {i.name: i for i in graph.initializer}
-    folded: list[onnx.NodeProto] = []
-    for mul in list(graph.node):
-        add = consumers.get(mul.output[0], [])
-        gemm = consumers.get(add[0].output[0], []) if len(add) == 1 else []
-        if not (mul.op_type == "Mul" and mul.input[1] in init and len(add) == 1 and add[0].op_type == "Add"
-                and add[0].input[1] in init and len(gemm) == 1 and gemm[0].op_type == "Gemm"
-                and len(gemm[0].input) == 3 and not any(a.name in ("transA", "transB") and a.i for a in gemm[0].attribute)):
+    folded = 0
+    for mul, add, fed in _batchnorm_chains(graph):
+        gemm = fed[0] if len(fed) == 1 else None
+        if gemm is None or gemm.op_type != "Gemm" or len(gemm.input) != 3 or any(
+                a.name in ("transA", "transB") and a.i for a in gemm.attribute):
             continue
-        gemm = gemm[0]
-        scale, shift = (onnx.numpy_helper.to_array(init[n.input[1]]) for n in (mul, add[0]))
+        scale, shift = (onnx.numpy_helper.to_array(init[n.input[1]]) for n in (mul, add))
         weight, bias = (onnx.numpy_helper.to_array(init[name]) for name in gemm.input[1:3])
         init[gemm.input[1]].CopyFrom(onnx.numpy_helper.from_array(scale[:, None] * weight, gemm.input[1]))
         init[gemm.input[2]].CopyFrom(onnx.numpy_helper.from_array(bias + shift @ weight, gemm.input[2]))
         gemm.input[0] = mul.input[0]
-        folded += [mul, add[0]]
-    for node in folded:
-        graph.node.remove(node)
-    return len(folded) // 2
+        graph.node.remove(mul)
+        graph.node.remove(add)
+        folded += 1
+    return folded
 
 
 def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.ndarray) -> dict:
@@ -313,25 +321,26 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
 
     prepared, candidate = (int8.with_name(f".{int8.stem}.{part}.onnx") for part in ("prep", "candidate"))
     reference = predict_onnx(session(fp32), check).argmax(1)
+
+    def attempt(model: onnx.ModelProto, folded: int) -> dict:
+        keep = fp32_nodes(model)
+        quantize_static(model, str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+        agreement = float((predict_onnx(session(candidate), check).argmax(1) == reference).mean())
+        return {"batchnorm_folded": folded, "fp32_nodes": keep, "check_images": len(check),
+                "check_agreement": agreement}
+
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        for fold in (True, False):
-            model = onnx.load(str(prepared))
-            folded = fold_batchnorm(model) if fold else 0
-            if fold and not folded:
-                continue
-            keep = fp32_nodes(model)
-            quantize_static(model, str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
-            agreement = float((predict_onnx(session(candidate), check).argmax(1) == reference).mean())
-            if not fold or agreement >= INT8_MIN_AGREEMENT:
-                os.replace(candidate, int8)
-                return {"batchnorm_folded": folded, "fp32_nodes": keep, "check_images": len(check),
-                        "check_agreement": agreement}
+        model = onnx.load(str(prepared))
+        how = attempt(model, folded) if (folded := fold_batchnorm(model)) else None
+        if how is None or how["check_agreement"] < INT8_MIN_AGREEMENT:
+            how = attempt(onnx.load(str(prepared)), 0)
+        os.replace(candidate, int8)
+        return how
     finally:
         prepared.unlink(missing_ok=True)
         candidate.unlink(missing_ok=True)
-    raise AssertionError("unreachable: the unfolded pass always returns")
 
 
 def _onnx_card(card: dict, ds: data.Dataset, ckpt_sha: str, opset: int) -> dict:

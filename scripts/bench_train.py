@@ -43,7 +43,6 @@ class NotebookFit:
         self.x_test, self.y_test = ds.x_test.astype("float32"), keras.utils.to_categorical(ds.y_test, 10)
         self.fit_args = ({"validation_split": recipe.validation_images / len(self.x)} if recipe.validation == "split"
                          else {"validation_data": (self.x_test, self.y_test)})
-        self.train_images = len(self.x) - (recipe.validation_images or 0)
         self.model = zoo_model.build()
         self.model.compile(optimizer=_optimizer(recipe), loss=recipe.loss, metrics=["accuracy"])
         self.epochs = 0
@@ -60,16 +59,15 @@ class NotebookFit:
 def interleaved(model_id: str, epochs: int) -> dict:
     """Per-epoch wall seconds of both sides, taking turns; each side's first epoch includes its set-up."""
     times: dict[str, list[float]] = {"mnistzoo": [], "notebook": []}
-    notebook: list[NotebookFit] = []
+    notebook: NotebookFit | None = None
     mark = time.perf_counter()
 
     def after_zoo_epoch(_row: dict) -> None:
-        nonlocal mark
+        nonlocal mark, notebook
         times["mnistzoo"].append(time.perf_counter() - mark)
         started = time.perf_counter()
-        if not notebook:
-            notebook.append(NotebookFit(model_id))
-        notebook[0].epoch()
+        notebook = notebook or NotebookFit(model_id)
+        notebook.epoch()
         times["notebook"].append(time.perf_counter() - started)
         mark = time.perf_counter()
 
@@ -78,7 +76,7 @@ def interleaved(model_id: str, epochs: int) -> dict:
     ratios = [nb / zoo for zoo, nb in zip(times["mnistzoo"], times["notebook"])]
     return {"times": times, "images": card["train_images"], "ratio": statistics.median(ratios),
             "total_ratio": sum(times["notebook"]) / sum(times["mnistzoo"]),
-            "zoo_acc": card["results"]["test_accuracy"], "nb_acc": notebook[0].test_accuracy()}
+            "zoo_acc": card["results"]["test_accuracy"], "nb_acc": notebook.test_accuracy()}
 
 
 def main() -> None:
