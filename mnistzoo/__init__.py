@@ -14,17 +14,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-_LAZY = {"get_model", "list_models"}  # importing the zoo imports TensorFlow: only on first use
+_LAZY = {"get_model": "zoo", "list_models": "zoo",  # these import TensorFlow: only on first use
+         "load_pretrained": "pretrained", "Classifier": "pretrained"}
 
 
 def __getattr__(name: str):  # noqa: ANN202
     if name in _LAZY:
-        from . import zoo
-
-        return getattr(zoo, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     if name == "train":  # the module is callable: mnistzoo.train("mlp2", epochs=1)
         return importlib.import_module(".train", __name__)
     raise AttributeError(f"module 'mnistzoo' has no attribute {name!r}")
 
 
-__all__ = ["DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model", "list_models", "train"]
+__all__ = ["Classifier", "DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model",
+           "list_models", "load_pretrained", "train"]

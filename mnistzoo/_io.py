@@ -42,6 +42,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # the permissions an ordinary new file gets, not mkstemp's 0600
     try:
         yield tmp
         with open(tmp, "rb") as fh:
@@ -49,6 +50,12 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
@@ -18,8 +19,9 @@ from . import data
 from .errors import MnistZooError
 
 app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.",
-                  epilog="Environment: MNISTZOO_HOME (datasets and runs; default ~/.cache/mnistzoo), "
-                         "MNISTZOO_DATASETS_URL (base URL of the canonical dataset files).",
+                  epilog="Environment: MNISTZOO_HOME (datasets, runs and the hub cache; default ~/.cache/mnistzoo), "
+                         "MNISTZOO_DATASETS_URL (base URL of the canonical dataset files), "
+                         "MNISTZOO_HUB (a hub directory or URL that `pull` and `load_pretrained` read).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Fetch, verify and inspect the datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -372,6 +374,70 @@ def _print_eval(r: dict) -> None:
                       f"{row['p99_ms']:.3f}", f"{row['images_per_s']:,.0f}", str(row["threads"]),
                       f"{row['p50_ms'] / ort_p50[row['batch_size']]:.1f}x")
     console.print(table)
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[str, typer.Argument(metavar="ID", help="Model id, or id@version.")],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="PNG or JPEG files; greyscale, resized "
+                                                                         "to 28x28.")],
+    invert: Annotated[bool, typer.Option("--invert", help="The images are dark digits on a light background "
+                                                          "(paper, screenshots): invert them first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """Classify images with a pretrained model (zoo home, then starter pack, then MNISTZOO_HUB)."""
+    from .pretrained import load_pretrained
+
+    classifier = load_pretrained(model)
+    try:
+        probs = classifier.predict_proba([str(p) for p in images], invert=invert)
+    except ValueError as exc:
+        raise MnistZooError(str(exc)) from None
+    rows = [{"image": str(path), "label": int(p.argmax()), "class_name": classifier.class_names[int(p.argmax())],
+             "top3": [{"label": int(i), "class_name": classifier.class_names[int(i)], "probability": float(p[i])}
+                      for i in np.argsort(p)[::-1][:3]]} for path, p in zip(images, probs)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{classifier.card['id']} ({classifier.card['dataset']}, from {classifier.source})")
+    for col in ("image", "label", "top-3 probabilities"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["image"], f"{row['label']} {row['class_name']}",
+                      ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in row["top3"]))
+    console.print(table)
+
+
+@app.command("publish")
+def publish_cmd(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Hub directory to write (created if needed).")],
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Exported models to publish "
+                                                                              "(default: all).")] = None,
+    runs: Annotated[Optional[Path], typer.Option(help="Where the runs are (default: $MNISTZOO_HOME/runs).")] = None,
+) -> None:
+    """Write a hub from the local zoo: each model's ONNX file, Keras checkpoint and card, with manifest.json.
+
+    Serve DIR with any static file server and point MNISTZOO_HUB at it.
+    """
+    from .pretrained import publish
+
+    entries = publish(directory, ids, runs=runs)
+    for e in entries:
+        console.print(f"[green]✓[/] {e.id}@{e.version} {e.kind}: {e.file} ({e.size:,} bytes, sha256 {e.sha256[:12]}…)")
+    console.print(f"{len(entries)} files → {directory / 'manifest.json'}")
+
+
+@app.command("pull")
+def pull_cmd(
+    ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Model ids, or id@version.")],
+    hub: Annotated[Optional[str], typer.Option(help="Hub directory or URL (default: $MNISTZOO_HUB).")] = None,
+) -> None:
+    """Download models from a hub into the cache, each file checked by SHA-256 (exit 1 on a mismatch)."""
+    from .pretrained import pull
+
+    for model_id in ids:
+        for kind, path in pull(model_id, hub).items():
+            console.print(f"[green]✓[/] {model_id} {kind}: verified → {path}")
 
 
 def main() -> None:

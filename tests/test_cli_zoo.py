@@ -1,12 +1,15 @@
-"""``mnistzoo list`` and ``mnistzoo show``, and the specs shipping inside the wheel."""
+"""``mnistzoo list`` and ``mnistzoo show``, and the specs and starter pack shipping inside the wheel."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from cli_helpers import assert_one_line_error, run_cli
 
@@ -53,13 +56,15 @@ def test_errors() -> None:
     assert_one_line_error(run_cli("list", "resnet*"), 2, "no model matches 'resnet*'")
 
 
-def test_wheel_ships_specs_and_lists_37_models(tmp_path: Path) -> None:
-    """Build the wheel, install it into a fresh venv (dependencies borrowed), list the zoo from there."""
+def test_wheel_ships_specs_and_starter_pack(tmp_path: Path) -> None:
+    """Build the wheel, install it into a fresh venv (dependencies borrowed); from there, with no zoo home,
+    list the zoo and classify a digit with a starter model."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("mnistzoo-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"mnistzoo/zoo_specs/{s}.toml" for s in ("depth", "cnn", "activations", "fashion", "init")} <= set(names)
+    assert {"mnistzoo/starter/manifest.json", "mnistzoo/starter/mlp3_dropout_bn/v1/model.onnx"} <= set(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -68,11 +73,20 @@ def test_wheel_ships_specs_and_lists_37_models(tmp_path: Path) -> None:
     (site / "borrowed_deps.pth").write_text(deps + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
                     "--no-deps", str(wheel)], check=True, capture_output=True)
-    code = ("import json, mnistzoo, pathlib, subprocess, sys; print(mnistzoo.__file__); "
+    one = np.zeros((28, 28), np.uint8)
+    one[4:24, 13:15] = 255  # a vertical stroke: a "1"
+    np.save(tmp_path / "one.npy", one)
+    code = ("import mnistzoo, numpy, sys; print(mnistzoo.__file__); "
+            "from mnistzoo import load_pretrained; print(load_pretrained('mlp3_dropout_bn').predict("
+            "numpy.load('one.npy'))[0]); "
             "from mnistzoo.cli import main; sys.argv=['mnistzoo','list','--json']; main()")
+    env = {**os.environ, "MNISTZOO_HOME": str(tmp_path / "no_home")}
+    env.pop("MNISTZOO_HUB", None)
     proc = subprocess.run([str(venv / "bin/python"), "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+                          cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    location, listing = proc.stdout.split("\n", 1)
+    location, label, listing = proc.stdout.split("\n", 2)
     assert location.startswith(str(venv))
+    assert label == "1"
     assert len(json.loads(listing)) == 37
+    assert not (tmp_path / "no_home").exists()
