@@ -291,7 +291,7 @@ def export_cmd(
             table.add_column(col, justify="left" if col in ("model", "file") else "right")
         for rec in records:
             for i, (opset_name, o) in enumerate(rec["opsets"].items()):
-                int8 = rec.get("int8") if i == 0 else None
+                int8 = rec.get("int8") if i == 0 and rec.get("int8", {}).get("file") else None
                 table.add_row(rec["model"], opset_name, o["file"], str(o["flipped"]), f"{o['max_abs_diff']:.1e}",
                               f"{o['mean_abs_diff']:.1e}", f"{o['keras_accuracy']:.4f}", f"{o['onnx_accuracy']:.4f}",
                               f"{int8['int8_accuracy']:.4f} ({int8['accuracy_delta']:+.4f})" if int8 else "-")

@@ -147,8 +147,8 @@ def onnx_latency(sess: ort.InferenceSession, images: np.ndarray, batch_sizes: li
 
 
 def keras_latency(model: keras.Model, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
-                  warmup: int = 20, seconds: float | None = None) -> list[Latency]:
-    """The Keras model on the same batches, under ``tf.function`` and through ``model.predict``."""
+                  warmup: int = 20, seconds: float | None = None, with_predict: bool = True) -> list[Latency]:
+    """The Keras model on the same batches, under ``tf.function`` and (unless told not to) ``model.predict``."""
     serve = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
     rows = []
@@ -156,8 +156,9 @@ def keras_latency(model: keras.Model, images: np.ndarray, batch_sizes: list[int]
         x = tf.constant(images[np.arange(batch) % len(images)], dtype=tf.float32)
         rows.append(_percentiles(time_runs(lambda: serve(x).numpy(), runs, warmup, seconds),
                                  batch, "keras tf.function", threads))
-        rows.append(_percentiles(time_runs(lambda: model.predict(x, verbose=0), max(runs // 4, 5),
-                                           max(warmup // 4, 2), seconds), batch, "keras model.predict", threads))
+        if with_predict:
+            rows.append(_percentiles(time_runs(lambda: model.predict(x, verbose=0), max(runs // 4, 5),
+                                               max(warmup // 4, 2), seconds), batch, "keras model.predict", threads))
     return rows
 
 

@@ -301,12 +301,19 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
     return folded
 
 
-def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.ndarray) -> dict:
+def int8_candidates(model: onnx.ModelProto) -> list[str]:
+    """The matmuls and convolutions int8 would run: those not kept in float32 by :func:`fp32_nodes`."""
+    keep = set(fp32_nodes(model))
+    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv") and n.name not in keep]
+
+
+def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.ndarray) -> dict | None:
     """Static QDQ int8 (per-channel weights) calibrated on ``calibration`` training images.
 
     BatchNorm is first folded into the matmuls; if the result agrees with float32 on fewer than
     ``INT8_MIN_AGREEMENT`` of the ``check`` training images (never test images), it is quantized
-    again unfolded, with :func:`fp32_nodes` kept in float32. Returns how it was done.
+    again unfolded, with :func:`fp32_nodes` kept in float32. Returns how it was done, or None
+    (writing nothing) when the only matmul is the float32 head: int8 would only add conversions.
     """
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
                                           quantize_static)
@@ -333,6 +340,8 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
+        if not int8_candidates(model):
+            return None
         how = attempt(model, folded) if (folded := fold_batchnorm(model)) else None
         if how is None or how["check_agreement"] < INT8_MIN_AGREEMENT:
             how = attempt(onnx.load(str(prepared)), 0)
@@ -414,7 +423,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         files += [vectors / "input_0.pb", vectors / "output_0.pb"]
         if quantize == "int8":
             record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, seed)
-            files.append(out_dir / "model.int8.onnx")
+            files += [out_dir / "model.int8.onnx"] if record["int8"]["file"] else []
     with atomic_path(out_dir / "export.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     if failures:
@@ -424,11 +433,15 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
 
 
 def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
-    """Quantize, then measure fp32 vs int8 accuracy on the test set, file size and batch-256 throughput."""
+    """Quantize (unless there is nothing to gain), then measure fp32 vs int8 accuracy on the test set, file size and batch-256 throughput."""
     order = np.random.default_rng(seed).permutation(len(ds.x_train))
     calibration, check = (ds.x_train[np.sort(part)] for part in np.split(order[:CALIBRATION_IMAGES + CHECK_IMAGES],
                                                                          [CALIBRATION_IMAGES]))
     how = quantize_int8(fp32, int8, calibration, check)
+    if how is None:
+        int8.unlink(missing_ok=True)
+        return {"file": None, "skipped": "the only matmul is the classifier head, which stays float32; "
+                                         "an int8 file would only add conversions"}
     fp32_sess, int8_sess = session(fp32), session(int8)
     acc = {name: float((predict_onnx(s, ds.x_test).argmax(1) == ds.y_test).mean())
            for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}

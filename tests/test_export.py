@@ -136,6 +136,16 @@ def test_int8_folds_batchnorm_or_keeps_it_float32(exported: Path, tmp_path: Path
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
+def test_no_int8_file_when_the_head_is_the_only_matmul(home: Path, tmp_path: Path) -> None:
+    from mnistzoo.export import export
+    from mnistzoo.train import train
+
+    train("softmax_sgd", epochs=1, limit=2000, out=tmp_path / "runs")
+    result = export("softmax_sgd", runs=tmp_path / "runs", quantize="int8")
+    assert result.record["int8"]["file"] is None and "classifier head" in result.record["int8"]["skipped"]
+    assert not (result.out_dir / "model.int8.onnx").exists() and (result.out_dir / "model.onnx").exists()
+
+
 def test_cnn_exports_with_parity_and_identical_bytes_twice(runs: Path, home: Path, tmp_path: Path) -> None:
     from mnistzoo.export import export
 
