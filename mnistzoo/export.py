@@ -433,7 +433,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
 
 
 def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
-    """Quantize (unless there is nothing to gain), then measure fp32 vs int8 accuracy on the test set, file size and batch-256 throughput."""
+    """Quantize (unless there is nothing to gain), then measure fp32 vs int8 test accuracy, size and throughput."""
     order = np.random.default_rng(seed).permutation(len(ds.x_train))
     calibration, check = (ds.x_train[np.sort(part)] for part in np.split(order[:CALIBRATION_IMAGES + CHECK_IMAGES],
                                                                          [CALIBRATION_IMAGES]))

@@ -227,9 +227,10 @@ def _in_hub(model_id: str, version: int, kind: str) -> Path | None:
     cached = _in_directory(cache_dir(model_id, version), model_id, version, kind)
     if cached is not None:
         return cached
-    if not any(e.id == model_id and e.version == version and e.kind == kind for e in hub_manifest(root)):
+    entries = [e for e in hub_manifest(root) if (e.id, e.version) == (model_id, version)]
+    if not any(e.kind == kind for e in entries):
         return None
-    return pull(f"{model_id}@{version}", root)[kind]
+    return _download_model(root, entries)[kind]
 
 
 def _in_directory(directory: Path, model_id: str, version: int, kind: str) -> Path | None:
@@ -317,7 +318,12 @@ def pull(name: str, hub: str | None = None) -> dict[str, Path]:
     entries = [e for e in hub_manifest(root) if (e.id, e.version) == (model_id, version)]
     if not entries:
         raise MnistZooError(f"the hub {root} has no {model_id}@{version}; `mnistzoo publish` it there first")
-    dest = ensure_writable_dir(cache_dir(model_id, version), "hub cache")
+    return _download_model(root, entries)
+
+
+def _download_model(root: str, entries: list[HubFile]) -> dict[str, Path]:
+    """Download one model version's files into its cache directory, each checked, then its manifest."""
+    dest = ensure_writable_dir(cache_dir(entries[0].id, entries[0].version), "hub cache")
     local = []
     for e in entries:
         target = dest / KINDS[e.kind]

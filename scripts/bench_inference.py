@@ -14,6 +14,7 @@ MACs per image give the work (2 FLOPs per MAC).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -52,6 +53,12 @@ def _rounds(run: Path, images, rounds: int, runs: int) -> dict[str, list[float]]
     return samples
 
 
+@functools.cache
+def _test_images(dataset: str):
+    """Each dataset is loaded (and verified) once per benchmark run."""
+    return data.load(dataset).x_test
+
+
 def _spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "low": min(values), "high": max(values)}
 
@@ -60,7 +67,7 @@ def measure(run: Path, rounds: int, runs: int) -> dict:
     zoo_model = get_model(run.name)
     stats = model_stats(zoo_model.build())
     checked = evaluate(run / "model.onnx", batch_sizes=[1], runs=10)  # accuracy and parity, once
-    s = _rounds(run, data.load(checked["dataset"]).x_test, rounds, runs)
+    s = _rounds(run, _test_images(checked["dataset"]), rounds, runs)
     gflops = 2 * stats.macs / 1e9
     row = {"id": run.name, "mlp": not zoo_model.image_input, "params": stats.params_total, "macs": stats.macs,
            "accuracy": checked["accuracy"],
