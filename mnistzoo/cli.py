@@ -440,6 +440,25 @@ def pull_cmd(
             console.print(f"[green]✓[/] {model_id} {kind}: verified → {path}")
 
 
+@app.command("report")
+def report_cmd(
+    study: Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")] = None,
+    runs: Annotated[Optional[Path], typer.Option(help="Where the run records are: run directories or their "
+                                                      "copies, e.g. results (default: $MNISTZOO_HOME/runs).")] = None,
+    out: Annotated[Path, typer.Option(help="Directory to write index.html, README.md and img/ into.")] = Path("report"),
+) -> None:
+    """Build the report: a leaderboard and each study's analysis with our numbers beside the notebook's.
+
+    Writes a self-contained HTML page (opens offline, from disk), a Markdown summary and the PNGs.
+    Models not trained with their full recipe are listed as such, never filled in.
+    """
+    from .report import build_report
+    from .train import runs_dir
+
+    page = build_report(runs if runs is not None else runs_dir(), out, study)
+    console.print(f"[green]✓[/] report → {page} (summary: {out / 'README.md'})")
+
+
 def main() -> None:
     """Entry point: run the app, turning MnistZooError into a one-line message and its exit code."""
     try:

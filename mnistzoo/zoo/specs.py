@@ -57,6 +57,22 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class StudyInfo:
+    """A study's notebook, the analyses it ran and its conclusion: the notebook's words and the
+    checkable claims they imply (see :mod:`mnistzoo.report` for the claim forms)."""
+
+    name: str
+    title: str
+    notebook: str
+    notebook_title: str
+    analyses: str
+    notes: str
+    conclusion: str
+    claims: tuple[str, ...]
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     version: int
@@ -142,17 +158,41 @@ def parse_study(path: Path, text: str) -> dict[str, ModelSpec]:
     return specs
 
 
+def parse_study_info(path: Path, text: str) -> StudyInfo:
+    """The ``[study]`` table of one study file."""
+    where = f"{path}: [study]"
+    head = _field(tomllib.loads(text), "study", dict, f"{path}")
+    conclusion = _field(head, "conclusion", dict, where)
+    claims = _field(conclusion, "claims", list, f"{where}.conclusion")
+    if not all(isinstance(c, str) for c in claims):
+        raise SpecError(f"{where}.conclusion: field 'claims' must be a list of strings")
+    return StudyInfo(name=path.stem, title=_field(head, "title", str, where),
+                     notebook=_field(head, "notebook", str, where),
+                     notebook_title=_field(head, "notebook_title", str, where),
+                     analyses=_field(head, "analyses", str, where), notes=_field(head, "notes", str, where, ""),
+                     conclusion=_field(conclusion, "text", str, f"{where}.conclusion"), claims=tuple(claims),
+                     baseline=_field(head, "baseline", str, where, None))
+
+
+def _study_path(root: Path, study: str) -> tuple[Path, str]:
+    path = root / f"{study}.toml"
+    try:
+        return Path(str(path)), path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the study file ({exc.strerror or exc})") from None
+
+
+def _root(directory: Path | None) -> Path:
+    return Path(directory) if directory else resources.files("mnistzoo.zoo_specs")
+
+
 def load_specs(directory: Path | None = None) -> dict[str, ModelSpec]:
     """Every model spec, from ``directory`` or the packaged ``mnistzoo.zoo_specs``."""
-    root = Path(directory) if directory else resources.files("mnistzoo.zoo_specs")
+    root = _root(directory)
     specs: dict[str, ModelSpec] = {}
     for study in STUDIES:
-        path = root / f"{study}.toml"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SpecError(f"{path}: cannot read the study file ({exc.strerror or exc})") from None
-        for model_id, spec in parse_study(Path(str(path)), text).items():
+        path, text = _study_path(root, study)
+        for model_id, spec in parse_study(path, text).items():
             if model_id in specs:
                 raise SpecError(f"{path}: models.{model_id}: id already defined in {specs[model_id].study}.toml")
             specs[model_id] = spec
@@ -171,3 +211,11 @@ def get_spec(model_id: str) -> ModelSpec:
         return all_specs()[model_id]
     except KeyError:
         raise SpecError(f"zoo_specs has no entry for model '{model_id}'; add [models.{model_id}] to a study file") from None
+
+
+@functools.cache
+def study_info(study: str, directory: Path | None = None) -> StudyInfo:
+    """One study's notebook, analyses and conclusion."""
+    if study not in STUDIES:
+        raise SpecError(f"unknown study '{study}'; choose one of {', '.join(STUDIES)}")
+    return parse_study_info(*_study_path(_root(directory), study))

@@ -1,0 +1,619 @@
+"""Reports: each study's closing analysis redone with our numbers beside the notebook's, and a leaderboard.
+
+:func:`build_report` reads the records under ``runs``: run directories (``$MNISTZOO_HOME/runs/<id>@<v>/``)
+or their copies (``results/<id>/``), each with ``card.json``, ``history.json``, ``curves.png``,
+``export.json``, ``eval.json`` and the trained kernels (``model.keras``, or ``kernels.png`` drawn
+from it). It writes ``index.html`` (self-contained: images inlined, no external assets),
+``README.md`` and ``img/*.png``. Only runs trained with their full recipe count; every other
+model is listed as not trained.
+
+A study's conclusion (``[study.conclusion]`` in zoo_specs) is checked through claims of four forms:
+
+- ``A < B`` (or ``<=``, ``>``, ``>=``): A's test accuracy against B's;
+- ``best A``: A has the study's highest test accuracy;
+- ``overfits A``: A's validation loss ends at least 25% above its minimum;
+- ``fits A``: it ends within 25% of its minimum.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import operator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import _tf  # noqa: F401 - quiet TensorFlow start-up
+from . import data
+from ._io import atomic_path, ensure_writable_dir
+from .errors import MnistZooError
+from .evaluate import plot_confusion
+from .zoo import get_model, list_models
+from .zoo.base import ZooModel
+from .zoo.specs import STUDIES, SpecError, StudyInfo, study_info
+from .zoo.stats import ModelStats, model_stats
+
+import keras  # noqa: E402
+
+OVERFIT_RATIO = 1.25
+TEST_IMAGES = 10_000  # both test sets; sets the binomial noise of a test accuracy
+VIOLIN_SAMPLE = 20_000  # kernel values drawn per layer for a violin; the largest kernels hold 1.6 M
+RECORDS = ("card.json", "history.json", "export.json", "eval.json")
+COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+Cell = tuple[str, float | None]  # (text shown, sort key)
+
+
+# ---------------------------------------------------------------- records
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MnistZooError(f"{path}: unreadable record ({type(exc).__name__}); rebuild it or delete its "
+                            "run directory") from None
+
+
+def find_runs(runs: Path) -> dict[str, Path]:
+    """The record directory of each model's latest version under ``runs``, by id."""
+    if not runs.is_dir():
+        raise MnistZooError(f"{runs}: no such directory; give the runs directory with --runs (e.g. results)")
+    latest = {m: get_model(m).version for m in list_models()}
+    found = {}
+    for card_path in sorted(runs.glob("*/card.json")):
+        card = _read_json(card_path)
+        if isinstance(card, dict) and latest.get(card.get("id")) == card.get("version"):
+            found[card["id"]] = card_path.parent
+    return found
+
+
+@dataclass
+class Entry:
+    """One zoo model with whatever records it has."""
+
+    model: ZooModel
+    stats: ModelStats
+    keras_model: keras.Model
+    records: dict[str, object]
+    source: Path | None
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    @property
+    def card(self) -> dict | None:
+        return self.records.get("card.json")  # type: ignore[return-value]
+
+    @property
+    def trained(self) -> bool:
+        """Trained with its full recipe: only these runs are reported."""
+        return self.card is not None and bool(self.card.get("recipe_is_original"))
+
+    @property
+    def status(self) -> str:
+        if self.trained:
+            return "full recipe"
+        if self.card is not None:
+            return "partial run (" + ", ".join(f"{k}={v}" for k, v in self.card["overrides"].items()) + ")"
+        return "not trained"
+
+    def ours(self, key: str) -> float | None:
+        return self.card["results"][key] if self.trained else None
+
+    def reference(self, key: str) -> float | None:
+        return getattr(self.model.spec.reference, key)
+
+    def history(self) -> list[dict] | None:
+        return self.records.get("history.json") if self.trained else None  # type: ignore[return-value]
+
+
+def load_entries(runs: Path, study: str | None = None) -> list[Entry]:
+    """Every zoo model of ``study`` (default: all), in catalogue order, with its records from ``runs``."""
+    dirs = find_runs(runs)
+    entries = []
+    for model_id in list_models(study=study):
+        model = get_model(model_id)
+        source = dirs.get(model_id)
+        records = {name: _read_json(source / name) for name in RECORDS if source and (source / name).exists()}
+        built = model.build()
+        entries.append(Entry(model, model_stats(built), built, records, source))
+    return entries
+
+
+# ---------------------------------------------------------------- claims
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    meaning: str
+    notebook: str  # holds | fails | stated (its reported numbers cannot show it)
+    ours: str  # holds | fails | "not trained: ..."
+    margin: str = ""  # for a comparison: our difference against twice its sampling noise
+
+    @property
+    def differs(self) -> bool:
+        return self.notebook in ("holds", "stated") and self.ours == "fails"
+
+
+def parse_claim(text: str) -> tuple[str, tuple[str, ...]]:
+    """``("<", (a, b))``, ``("best", (a,))``, ``("overfits", (a,))`` or ``("fits", (a,))``."""
+    parts = text.split()
+    if len(parts) == 3 and parts[1] in COMPARE:
+        return parts[1], (parts[0], parts[2])
+    if len(parts) == 2 and parts[0] in ("best", "overfits", "fits"):
+        return parts[0], (parts[1],)
+    raise SpecError(f"claim '{text}': expected 'A < B' (or <=, >, >=), 'best A', 'overfits A' or 'fits A'")
+
+
+def describe_claim(text: str) -> str:
+    kind, ids = parse_claim(text)
+    if kind in COMPARE:
+        relation = ("below" if kind.startswith("<") else "above") + (" or equal to" if kind.endswith("=") else "")
+        return f"{ids[0]}'s test accuracy is {relation} {ids[1]}'s"
+    if kind == "best":
+        return f"{ids[0]} has the study's highest test accuracy"
+    word = "at least" if kind == "overfits" else "less than"
+    return f"{ids[0]}'s validation loss ends {word} {OVERFIT_RATIO - 1:.0%} above its minimum"
+
+
+def judge(text: str, accuracy: dict[str, float | None], histories: dict[str, list[dict] | None]) -> str:
+    """'holds' or 'fails'; 'missing: ids' when a model it needs has no number; 'stated' for a curve
+    claim when there are no curves at all (the notebook's curves were not recorded)."""
+    kind, ids = parse_claim(text)
+    if kind in ("overfits", "fits"):
+        if not histories:
+            return "stated"
+        history = histories.get(ids[0])
+        if not history:
+            return f"missing: {ids[0]}"
+        losses = [row["val_loss"] for row in history]
+        return "holds" if (losses[-1] >= OVERFIT_RATIO * min(losses)) == (kind == "overfits") else "fails"
+    needed = list(accuracy) if kind == "best" else list(ids)
+    missing = [i for i in needed if accuracy.get(i) is None]
+    if missing:
+        return "missing: " + ", ".join(missing)
+    if kind == "best":
+        return "holds" if accuracy[ids[0]] == max(accuracy.values()) else "fails"  # type: ignore[type-var]
+    return "holds" if COMPARE[kind](accuracy[ids[0]], accuracy[ids[1]]) else "fails"
+
+
+def verdicts(info: StudyInfo, entries: list[Entry]) -> list[Verdict]:
+    """Each claim of the study's conclusion, judged on the notebook's numbers and on ours."""
+    theirs = {e.id: e.reference("test_accuracy") for e in entries}
+    ours = {e.id: e.ours("test_accuracy") for e in entries}
+    curves = {e.id: e.history() for e in entries}
+    rows = []
+    for claim in info.claims:
+        mine = judge(claim, ours, curves)
+        rows.append(Verdict(claim, describe_claim(claim), judge(claim, theirs, {}),
+                            mine.replace("missing", "not trained"), _margin(claim, ours)))
+    return rows
+
+
+def _margin(claim: str, accuracy: dict[str, float | None]) -> str:
+    """'Δ +0.28 pp, 2σ 0.37 pp': is a comparison's difference larger than test-set sampling noise?"""
+    kind, ids = parse_claim(claim)
+    if kind not in COMPARE or any(accuracy.get(i) is None for i in ids):
+        return ""
+    a, b = (accuracy[i] for i in ids)
+    two_sigma = 2 * np.sqrt((a * (1 - a) + b * (1 - b)) / TEST_IMAGES)  # type: ignore[operator]
+    noise = " (within noise)" if abs(a - b) < two_sigma else ""  # type: ignore[operator]
+    return f"Δ {100 * (a - b):+.2f} pp, 2σ {100 * two_sigma:.2f} pp{noise}"  # type: ignore[operator]
+
+
+def summary(rows: list[Verdict]) -> str:
+    """One sentence: do our results support the notebook's conclusion?"""
+    differs = [v.meaning for v in rows if v.differs]
+    pending = [v.claim for v in rows if v.ours.startswith("not trained")]
+    if differs:
+        text = "Our results differ from the notebook's conclusion; for us it is not so that " + "; ".join(differs) + "."
+    else:
+        text = "Our results support the notebook's conclusion" + (" so far." if pending else ".")
+    return text + (f" Not yet judged ({len(pending)} claims need models not trained yet)." if pending else "")
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:  # noqa: ANN001
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=72)
+    _pyplot().close(fig)
+    return path
+
+
+def hidden_kernels(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """Each hidden Dense or Conv2D layer's kernel, in order: never BatchNorm's parameters, biases or the output."""
+    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+    return [(layer.name, np.asarray(layer.kernel)) for layer in layers[:-1]]
+
+
+def plot_kernels(model: keras.Model, title: str, path: Path) -> Path | None:
+    """Violin plots of each hidden layer's trained kernel weights (None for a model without hidden layers)."""
+    kernels = hidden_kernels(model)
+    if not kernels:
+        return None
+    rng = np.random.default_rng(0)
+    values = [k.ravel() if k.size <= VIOLIN_SAMPLE else rng.choice(k.ravel(), VIOLIN_SAMPLE, replace=False)
+              for _, k in kernels]
+    fig, ax = _pyplot().subplots(figsize=(max(5.0, 1.4 * len(kernels) + 2), 3.6))
+    ax.violinplot(values, showmedians=True)
+    ax.set_xticks(range(1, len(kernels) + 1), [f"{name}\n{'x'.join(map(str, k.shape))}" for name, k in kernels],
+                  fontsize=7)
+    ax.set_ylabel("kernel weight")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_depth(entries: list[Entry], path: Path) -> Path:
+    """Test accuracy against the number of hidden layers, without and with Dropout+BN, ours and the notebook's."""
+    fig, ax = _pyplot().subplots(figsize=(6.5, 4))
+    for regularised, colour in ((False, "tab:red"), (True, "tab:blue")):
+        group = sorted((e for e in entries if _has(e.keras_model, "Dropout", "BatchNormalization") == regularised),
+                       key=lambda e: _depth(e.keras_model))
+        label = "with Dropout+BN" if regularised else "without"
+        depths = [_depth(e.keras_model) for e in group]
+        ax.plot(depths, [e.reference("test_accuracy") for e in group], "--o", color=colour, alpha=0.5,
+                label=f"notebook, {label}")
+        ours = [(d, e.ours("test_accuracy")) for d, e in zip(depths, group) if e.trained]
+        if ours:
+            ax.plot(*zip(*ours), "-o", color=colour, label=f"ours, {label}")
+    ax.set_xlabel("hidden layers")
+    ax.set_ylabel("test accuracy")
+    ax.set_xticks(sorted({_depth(e.keras_model) for e in entries}))
+    ax.set_title("Test accuracy against depth")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_against_baseline(base: Entry, other: Entry, path: Path) -> Path:
+    """The baseline's train, validation and test accuracy against another model's (the fashion notebook's plots)."""
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
+    for entry, colour in ((base, "tab:green"), (other, "tab:blue")):
+        history = entry.history() or []
+        epochs = [row["epoch"] for row in history]
+        if history:
+            ax.plot(epochs, [row["accuracy"] for row in history], "-", color=colour, label=f"{entry.id} train")
+            ax.plot(epochs, [row["val_accuracy"] for row in history], ":", color=colour, label=f"{entry.id} validation")
+            ax.axhline(entry.ours("test_accuracy"), color=colour, linestyle="--", alpha=0.7, label=f"{entry.id} test")
+        ax.axhline(entry.reference("test_accuracy"), color=colour, linestyle="-.", alpha=0.35,
+                   label=f"{entry.id} test, notebook")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{base.id} vs {other.id}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _has(model: keras.Model, *types: str) -> bool:
+    return any(type(layer).__name__ in types for layer in model.layers)
+
+
+def _depth(model: keras.Model) -> int:
+    return sum(isinstance(layer, keras.layers.Dense) for layer in model.layers) - 1
+
+
+def architecture(model: keras.Model) -> dict[str, str]:
+    """The cnn notebook's descriptive columns, read off the built model."""
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    yes = {True: "yes", False: "no"}
+    return {"#ConvNets": str(len(convs)),
+            "#Kernels": "x".join(map(str, convs[0].kernel_size)) if convs else "-",
+            "Padding": "/".join(sorted({c.padding for c in convs})) or "-",
+            "Stride (pool)": "x".join(map(str, pools[0].pool_size)) if pools else "-",
+            "Dropout": yes[_has(model, "Dropout")],
+            "BatchNormalization": yes[_has(model, "BatchNormalization")],
+            "Regularization": yes[any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)]}
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _num(value: float | None, fmt: str) -> Cell:
+    return ("—" if value is None else format(value, fmt)), value
+
+
+def _pp(value: float | None) -> Cell:
+    return ("—" if value is None else f"{100 * value:+.2f} pp"), value
+
+
+def _text(value: str) -> Cell:
+    return value, None
+
+
+@dataclass
+class TableData:
+    headers: list[str]
+    rows: list[list[Cell]]
+    numeric: list[bool]
+
+
+def _table(headers: list[str], rows: list[list[Cell]]) -> TableData:
+    numeric = [any(r[i][1] is not None for r in rows) for i in range(len(headers))]
+    return TableData(headers, rows, numeric)
+
+
+def _latency_b1(entry: Entry) -> float | None:
+    record = entry.records.get("eval.json")
+    if not entry.trained or not isinstance(record, dict):
+        return None
+    return next((row["p50_ms"] for row in record["latency"] if row["batch_size"] == 1), None)
+
+
+def _parity(entry: Entry) -> tuple[float | None, float | None]:
+    record = entry.records.get("export.json")
+    if not entry.trained or not isinstance(record, dict):
+        return None, None
+    first = next(iter(record["opsets"].values()))
+    return first["flipped"], first["max_abs_diff"]
+
+
+def _int8_delta(entry: Entry) -> Cell:
+    record = entry.records.get("export.json")
+    int8 = record.get("int8") if entry.trained and isinstance(record, dict) else None
+    if int8 is None:
+        return _text("—")
+    if int8.get("file") is None:
+        return _text("no int8 file")
+    return _pp(int8["accuracy_delta"])
+
+
+def leaderboard(entries: list[Entry]) -> TableData:
+    """One row per model; models without a full-recipe run show their status and no numbers."""
+    rows = []
+    for e in entries:
+        ours, theirs = e.ours("test_accuracy"), e.reference("test_accuracy")
+        flips, max_diff = _parity(e)
+        rows.append([_text(e.id), _text(e.model.study), _text(e.status),
+                     _num(e.stats.params_total, ","), _num(e.stats.macs, ","),
+                     _num(ours, ".4f"), _num(theirs, ".4f"),
+                     _pp(None if ours is None or theirs is None else ours - theirs),
+                     _num(flips, "d"), _num(max_diff, ".1e"), _num(_latency_b1(e), ".3f"), _int8_delta(e)])
+    return _table(["model", "study", "status", "params", "MACs/image", "test acc (ours)", "test acc (notebook)",
+                   "Δ", "ONNX flips", "ONNX max |Δp|", "ORT batch-1 p50 ms", "int8 Δ acc"], rows)
+
+
+def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:
+    """The notebook's closing table, our numbers beside its own (cnn adds its descriptive columns)."""
+    rows, extra = [], []
+    for e in entries:
+        history = e.history()
+        arch = architecture(e.keras_model) if info.name == "cnn" else {}
+        extra = list(arch)
+        rows.append([_text(e.id), _text(e.model.spec.provenance.variable), *map(_text, arch.values()),
+                     _num(history[-1]["loss"] if history else None, ".4f"),
+                     _num(e.ours("test_loss"), ".4f"), _num(e.reference("test_loss"), ".4f"),
+                     _num(e.ours("train_accuracy"), ".4f"), _num(e.reference("train_accuracy"), ".4f"),
+                     _num(e.ours("test_accuracy"), ".4f"), _num(e.reference("test_accuracy"), ".4f")])
+    return _table(["model", "notebook", *extra, "train loss (ours)", "test loss (ours)", "test loss (notebook)",
+                   "train acc (ours)", "train acc (notebook)", "test acc (ours)", "test acc (notebook)"], rows)
+
+
+def claims_table(rows: list[Verdict]) -> TableData:
+    return _table(["claim", "meaning", "notebook", "ours", "our margin"],
+                  [[_text(v.claim), _text(v.meaning), _text(v.notebook),
+                    _text(v.ours + (" ✗ differs" if v.differs else "")), _text(v.margin)] for v in rows])
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class Figure:
+    caption: str
+    path: Path
+
+
+@dataclass
+class StudySection:
+    info: StudyInfo
+    verdicts: list[Verdict]
+    table: TableData
+    figures: list[Figure]
+    models: list[tuple[Entry, list[Figure]]]
+
+
+def _model_figures(entry: Entry, img: Path) -> list[Figure]:
+    """Curves, kernel violins and confusion matrix of a full-recipe run, from whatever records it has."""
+    if not entry.trained or entry.source is None:
+        return []
+    figures, src = [], entry.source
+    if (src / "curves.png").exists():
+        figures.append(Figure("loss and accuracy per epoch, train vs validation",
+                              _copy(src / "curves.png", img / f"{entry.id}_curves.png")))
+    kernels = img / f"{entry.id}_kernels.png"
+    if (src / "model.keras").exists():
+        drawn = plot_kernels(keras.models.load_model(src / "model.keras"), f"{entry.id}: hidden-layer kernels", kernels)
+    else:
+        drawn = _copy(src / "kernels.png", kernels) if (src / "kernels.png").exists() else None
+    if drawn:
+        figures.append(Figure(f"trained kernel weights of each hidden layer (violins of up to {VIOLIN_SAMPLE:,} "
+                              "values per layer)", drawn))
+    record = entry.records.get("eval.json")
+    if isinstance(record, dict):
+        path = img / f"{entry.id}_confusion.png"
+        plot_confusion(record["confusion_matrix"], list(data.get_spec(record["dataset"]).class_names), f"{entry.id}: confusion matrix "
+                       f"(ONNX, test set, accuracy {record['accuracy']:.4f})", path)
+        figures.append(Figure("confusion matrix of the ONNX file on the test set (rows: true class)", path))
+    return figures
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    with atomic_path(dest, suffix=".png") as tmp:
+        tmp.write_bytes(src.read_bytes())
+    return dest
+
+
+def _study_figures(info: StudyInfo, entries: list[Entry], img: Path) -> list[Figure]:
+    if info.name == "depth":
+        return [Figure("test accuracy against the number of hidden layers (dashed: the notebook's numbers)",
+                       plot_depth(entries, img / "depth_accuracy.png"))]
+    if info.baseline:
+        base = next(e for e in entries if e.id == info.baseline)
+        return [Figure(f"{base.id} vs {e.id}: train (solid), validation (dotted), test (dashed) accuracy; "
+                       "dash-dot: the notebook's test accuracy",
+                       plot_against_baseline(base, e, img / f"{info.name}_{base.id}_vs_{e.id}.png"))
+                for e in entries if e is not base]
+    return []
+
+
+def build_report(runs: Path, out: Path, study: str | None = None) -> Path:
+    """Write ``out/index.html``, ``out/README.md`` and ``out/img/``; return the HTML page's path."""
+    if study is not None and study not in STUDIES:
+        raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(STUDIES)}")
+    entries = load_entries(runs, study)
+    if not any(e.trained for e in entries):
+        raise MnistZooError(f"{runs}: no run trained with its full recipe{f' in study {study}' if study else ''}; "
+                            "train one with `mnistzoo train ID`, or point --runs at results/")
+    img = ensure_writable_dir(out, "output directory") / "img"
+    sections = []
+    for name in [study] if study else STUDIES:
+        info = study_info(name)
+        group = [e for e in entries if e.model.study == name]
+        sections.append(StudySection(info, verdicts(info, group), study_table(info, group),
+                                     _study_figures(info, group, img),
+                                     [(e, _model_figures(e, img)) for e in group]))
+    board = leaderboard(entries)
+    env = _environment(entries)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = out / "index.html"
+    with atomic_path(page) as tmp:
+        tmp.write_text(render_html(sections, board, env, when), encoding="utf-8")
+    with atomic_path(out / "README.md") as tmp:
+        tmp.write_text(render_markdown(sections, board, env, when, out), encoding="utf-8")
+    return page
+
+
+def _environment(entries: list[Entry]) -> str:
+    """The machines and library versions behind the numbers, each once."""
+    seen: list[str] = []
+    for e in entries:
+        if e.trained:
+            env = e.card["environment"]  # type: ignore[index]
+            gpu = f", GPU {', '.join(env['gpu'])}" if env["gpu"] else ""
+            text = (f"{env['cpu']} ({env['cores']} cores{gpu}), TensorFlow {env['tensorflow']}, "
+                    f"onnxruntime {env['onnxruntime']}")
+            seen += [text] if text not in seen else []
+    return "; ".join(seen)
+
+
+# ---------------------------------------------------------------- rendering
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}table.sortable td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f3f7}table.sortable th{cursor:pointer}table.sortable th:after{content:" ⇅";color:#999}
+tr.untrained td{color:#888;background:#fafafa}.differs{background:#fde8e8}.holds{color:#176d2c}
+blockquote{border-left:4px solid #aac;margin:.5em 0;padding:.2em 1em;color:#444;background:#f7f7fb}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figcaption{font-size:12px;color:#555;max-width:560px}
+img{max-width:100%}.model{border-top:1px solid #ddd;padding-top:.5em}pre{font-size:11px;background:#f6f6f6;
+padding:.5em;overflow:auto;max-height:20em}.verdict{font-weight:600}
+"""
+
+_SORT_JS = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0];
+  const up = th.dataset.dir !== "asc"; th.dataset.dir = up ? "asc" : "desc";
+  const key = row => { const c = row.cells[col]; return "v" in c.dataset ? (c.dataset.v === "" ? null : Number(c.dataset.v)) : c.textContent; };
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === null || y === null) return (x === null) - (y === null);
+    return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+  });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+
+def _html_table(table: TableData, css: str = "", row_class=lambda _row: "") -> str:  # noqa: ANN001
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    body = []
+    for row in table.rows:
+        cells = []
+        for (text, value), numeric in zip(row, table.numeric):
+            attrs = f' class="n" data-v="{"" if value is None else value}"' if numeric else ""
+            cells.append(f"<td{attrs}>{html.escape(text)}</td>")
+        body.append(f'<tr class="{row_class(row)}">{"".join(cells)}</tr>')
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _html_figure(figure: Figure) -> str:
+    data = base64.b64encode(figure.path.read_bytes()).decode()
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+
+
+def render_html(sections: list[StudySection], board: TableData, env: str, when: str) -> str:
+    """The whole report as one self-contained page."""
+    trained = sum(row[2][0] == "full recipe" for row in board.rows)
+    parts = [f"<h1>mnistzoo report</h1><p>{trained} of {len(board.rows)} models trained with their full recipe. "
+             f"Generated {when}. Measured on: {html.escape(env)}.</p>",
+             "<h2 id='leaderboard'>Leaderboard</h2><p>Click a column to sort. Test accuracy is evaluated once, "
+             "after the last epoch; ONNX figures compare the exported file with the Keras checkpoint on the whole "
+             "test set.</p>",
+             _html_table(board, "sortable", lambda row: "untrained" if row[2][0] != "full recipe" else "")]
+    for s in sections:
+        parts.append(f"<h2 id='{s.info.name}'>Study {s.info.name}: {html.escape(s.info.title)}</h2>"
+                     f"<p>Notebook: <em>{html.escape(s.info.notebook_title)}</em> ({s.info.notebook}). "
+                     f"Its analyses: {html.escape(s.info.analyses)}</p>"
+                     f"<blockquote>{html.escape(s.info.conclusion)}</blockquote>"
+                     f"<p class='verdict'>{html.escape(summary(s.verdicts))}</p>"
+                     + _html_table(claims_table(s.verdicts), "claims",
+                                   lambda row: "differs" if "differs" in row[3][0] else "")
+                     + _html_table(s.table, "sortable")
+                     + "".join(_html_figure(f) for f in s.figures))
+        for entry, figures in s.models:
+            card = html.escape(json.dumps(entry.card, indent=1)) if entry.trained else ""
+            parts.append(f"<div class='model' id='{entry.id}'><h3>{entry.id} <small>({entry.status})</small></h3>"
+                         + ("".join(_html_figure(f) for f in figures)
+                            + f"<details><summary>card.json</summary><pre>{card}</pre></details>"
+                            if entry.trained else f"<p>Not trained with its full recipe yet: "
+                                                  f"<code>mnistzoo train {entry.id}</code>.</p>") + "</div>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>mnistzoo report</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}<script>{_SORT_JS}</script></body></html>")
+
+
+def _md_table(table: TableData) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [line(table.headers), "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"]
+    lines += [line([text for text, _ in row]) for row in table.rows]
+    return "\n".join(lines)
+
+
+def render_markdown(sections: list[StudySection], board: TableData, env: str, when: str, out: Path) -> str:
+    """A Markdown summary: the leaderboard, and per study its conclusion, claims, table and figures."""
+    trained = sum(row[2][0] == "full recipe" for row in board.rows)
+    parts = [f"# mnistzoo report\n\n{trained} of {len(board.rows)} models trained with their full recipe. "
+             f"Generated {when}. Measured on: {env}. The full page with every model's curves, kernel violins, "
+             "confusion matrix and card: [index.html](index.html).\n\n## Leaderboard\n\n" + _md_table(board)]
+    for s in sections:
+        figures = "\n\n".join(f"![{f.caption}]({f.path.relative_to(out).as_posix()})" for f in s.figures)
+        parts.append(f"## Study {s.info.name}: {s.info.title}\n\n> {s.info.conclusion}\n\n"
+                     f"**{summary(s.verdicts)}**\n\n{_md_table(claims_table(s.verdicts))}\n\n"
+                     f"{_md_table(s.table)}\n\n{figures}".rstrip())
+    return "\n\n".join(parts) + "\n"
