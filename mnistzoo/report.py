@@ -212,7 +212,9 @@ def summary(rows: list[Verdict]) -> str:
     differs = [v.meaning for v in rows if v.differs]
     pending = [v.claim for v in rows if v.ours.startswith("not trained")]
     if differs:
-        text = "Our results differ from the notebook's conclusion; for us it is not so that " + "; ".join(differs) + "."
+        noise = all("within noise" in v.margin for v in rows if v.differs)
+        text = ("Our results differ from the notebook's conclusion; for us it is not so that " + "; ".join(differs)
+                + (", though each difference is within the test set's sampling noise." if noise else "."))
     else:
         text = "Our results support the notebook's conclusion" + (" so far." if pending else ".")
     return text + (f" Not yet judged ({len(pending)} claims need models not trained yet)." if pending else "")
@@ -254,7 +256,7 @@ def plot_kernels(model: keras.Model, title: str, path: Path) -> Path | None:
     fig, ax = _pyplot().subplots(figsize=(max(5.0, 1.4 * len(kernels) + 2), 3.6))
     ax.violinplot(values, showmedians=True)
     ax.set_xticks(range(1, len(kernels) + 1), [f"{name}\n{'x'.join(map(str, k.shape))}" for name, k in kernels],
-                  fontsize=7)
+                  fontsize=8)
     ax.set_ylabel("kernel weight")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
@@ -528,7 +530,8 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}table.sortable td{wh
 th{background:#f0f3f7}table.sortable th{cursor:pointer}table.sortable th:after{content:" ⇅";color:#999}
 tr.untrained td{color:#888;background:#fafafa}.differs{background:#fde8e8}.holds{color:#176d2c}
 blockquote{border-left:4px solid #aac;margin:.5em 0;padding:.2em 1em;color:#444;background:#f7f7fb}
-figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figcaption{font-size:12px;color:#555;max-width:560px}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top;max-width:100%}
+.scroll{overflow-x:auto}figcaption{font-size:12px;color:#555;max-width:560px}
 img{max-width:100%}.model{border-top:1px solid #ddd;padding-top:.5em}pre{font-size:11px;background:#f6f6f6;
 padding:.5em;overflow:auto;max-height:20em}.verdict{font-weight:600}
 """
@@ -557,7 +560,8 @@ def _html_table(table: TableData, css: str = "", row_class=lambda _row: "") -> s
             attrs = f' class="n" data-v="{"" if value is None else value}"' if numeric else ""
             cells.append(f"<td{attrs}>{html.escape(text)}</td>")
         body.append(f'<tr class="{row_class(row)}">{"".join(cells)}</tr>')
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="scroll"><table class="{css}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _html_figure(figure: Figure) -> str:

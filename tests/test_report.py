@@ -59,6 +59,25 @@ def test_each_conclusion_holds_on_the_notebooks_own_numbers(study: str) -> None:
     assert all(v.ours.startswith("not trained") for v in verdicts(info, entries))
 
 
+def test_summary_says_where_our_conclusion_differs() -> None:
+    from mnistzoo.report import Entry, summary
+
+    def entry(model_id: str, accuracy: float | None) -> Entry:
+        card = {"recipe_is_original": True, "results": {"test_accuracy": accuracy}}
+        return Entry(get_model(model_id), None, None, {"card.json": card} if accuracy else {}, None)  # type: ignore[arg-type]
+
+    info = study_info("fashion")  # the notebook: each other model tests below the vanilla fashion_mlp2
+    rows = verdicts(info, [entry("fashion_mlp2", 0.85), entry("fashion_mlp3_dropout", 0.88),
+                           entry("fashion_mlp2_bn", 0.84), entry("fashion_mlp2_bn_dropout", None)])
+    assert [(v.notebook, v.ours, v.differs) for v in rows] == [
+        ("holds", "fails", True), ("holds", "holds", False), ("holds", "not trained: fashion_mlp2_bn_dropout", False)]
+    assert rows[0].margin == "Δ +3.00 pp, 2σ 0.97 pp"  # 2 * sqrt((.88 * .12 + .85 * .15) / 10000)
+    text = summary(rows)
+    assert text.startswith("Our results differ from the notebook's conclusion; for us it is not so that "
+                           "fashion_mlp3_dropout's test accuracy is below fashion_mlp2's.")
+    assert "Not yet judged (1 claims" in text
+
+
 def test_violins_show_hidden_kernels_not_batchnorm_parameters(tmp_path: Path) -> None:
     model = get_model("mlp5_dropout_bn").build()
     kernels = hidden_kernels(model)
