@@ -197,14 +197,18 @@ def verdicts(info: StudyInfo, entries: list[Entry]) -> list[Verdict]:
 
 
 def _margin(claim: str, accuracy: dict[str, float | None]) -> str:
-    """'Δ +0.28 pp, 2σ 0.37 pp': is a comparison's difference larger than test-set sampling noise?"""
+    """'Δ +0.28 pp, 2σ 0.37 pp': is a comparison's difference (for ``best A``: A against the best other model)
+    larger than test-set sampling noise?"""
     kind, ids = parse_claim(claim)
-    if kind not in COMPARE or any(accuracy.get(i) is None for i in ids):
+    if kind == "best" and None not in accuracy.values():  # A against the best of the others
+        ids = (ids[0], max((i for i in accuracy if i != ids[0]), key=accuracy.__getitem__))  # type: ignore[arg-type]
+    elif kind not in COMPARE or any(accuracy.get(i) is None for i in ids):
         return ""
     a, b = (accuracy[i] for i in ids)
     two_sigma = 2 * np.sqrt((a * (1 - a) + b * (1 - b)) / TEST_IMAGES)  # type: ignore[operator]
     noise = " (within noise)" if abs(a - b) < two_sigma else ""  # type: ignore[operator]
-    return f"Δ {100 * (a - b):+.2f} pp, 2σ {100 * two_sigma:.2f} pp{noise}"  # type: ignore[operator]
+    against = f" vs {ids[1]}" if kind == "best" else ""
+    return f"Δ{against} {100 * (a - b):+.2f} pp, 2σ {100 * two_sigma:.2f} pp{noise}"  # type: ignore[operator]
 
 
 def summary(rows: list[Verdict]) -> str:
@@ -214,7 +218,8 @@ def summary(rows: list[Verdict]) -> str:
     if differs:
         noise = all("within noise" in v.margin for v in rows if v.differs)
         text = ("Our results differ from the notebook's conclusion; for us it is not so that " + "; ".join(differs)
-                + (", though each difference is within the test set's sampling noise." if noise else "."))
+                + (f", though {'the' if len(differs) == 1 else 'each'} difference is within the test set's sampling "
+                   "noise." if noise else "."))
     else:
         text = "Our results support the notebook's conclusion" + (" so far." if pending else ".")
     return text + (f" Not yet judged ({len(pending)} claims need models not trained yet)." if pending else "")

@@ -76,6 +76,10 @@ def test_summary_says_where_our_conclusion_differs() -> None:
     assert text.startswith("Our results differ from the notebook's conclusion; for us it is not so that "
                            "fashion_mlp3_dropout's test accuracy is below fashion_mlp2's.")
     assert "Not yet judged (1 claims" in text
+    best = verdicts(study_info("init"), [entry("softmax_sgd", 0.90), entry("mlp2_he", 0.981),
+                                         entry("mlp3_he_bn_dropout", 0.983), entry("mlp5_he_bn_dropout", 0.982)])
+    assert best[0].ours == "fails" and best[0].margin.startswith("Δ vs mlp3_he_bn_dropout -0.10 pp")
+    assert best[0].margin.endswith("(within noise)")
 
 
 def test_violins_show_hidden_kernels_not_batchnorm_parameters(tmp_path: Path) -> None:
