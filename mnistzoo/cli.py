@@ -25,6 +25,7 @@ app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Fetch, verify and inspect the datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+StudyOption = Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")]
 PIPE_WIDTH = 160  # tables written to a pipe or log are not cut at 80 columns
 console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
@@ -111,7 +112,7 @@ def _model_record(model_id: str) -> dict:
 @app.command("list")
 def list_cmd(
     pattern: Annotated[Optional[str], typer.Argument(help="fnmatch pattern over ids, e.g. 'cnn5*'.")] = None,
-    study: Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")] = None,
+    study: StudyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """List the zoo's models with parameters, MACs per image and the notebook's test accuracy."""
@@ -442,7 +443,7 @@ def pull_cmd(
 
 @app.command("report")
 def report_cmd(
-    study: Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")] = None,
+    study: StudyOption = None,
     runs: Annotated[Optional[Path], typer.Option(help="Where the run records are: run directories or their "
                                                       "copies, e.g. results (default: $MNISTZOO_HOME/runs).")] = None,
     out: Annotated[Path, typer.Option(help="Directory to write index.html, README.md and img/ into.")] = Path("report"),

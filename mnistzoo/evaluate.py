@@ -17,7 +17,8 @@ import numpy as np
 
 from . import data
 from ._env import environment
-from ._io import atomic_path, sha256_file
+from ._io import sha256_file
+from ._plot import pyplot, save_png
 from .errors import MnistZooError
 from .export import ATOL, compare, predict_keras, predict_onnx, read_card
 from .train import runs_dir
@@ -173,12 +174,7 @@ def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
 
 
 def plot_confusion(confusion: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = pyplot().subplots(figsize=(7, 6))
     matrix = np.array(confusion)
     ax.imshow(matrix, cmap="Blues")
     for (i, j), n in np.ndenumerate(matrix):
@@ -190,9 +186,7 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None = None, provider: str = "cpu",

@@ -30,6 +30,7 @@ import numpy as np
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
 from ._io import atomic_path, ensure_writable_dir
+from ._plot import pyplot, save_png
 from .errors import MnistZooError
 from .evaluate import plot_confusion
 from .zoo import get_model, list_models
@@ -42,7 +43,7 @@ import keras  # noqa: E402
 OVERFIT_RATIO = 1.25
 TEST_IMAGES = 10_000  # both test sets; sets the binomial noise of a test accuracy
 VIOLIN_SAMPLE = 20_000  # kernel values drawn per layer for a violin; the largest kernels hold 1.6 M
-RECORDS = ("card.json", "history.json", "export.json", "eval.json")
+RECORDS = ("history.json", "export.json", "eval.json")  # besides card.json, read by find_runs
 COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 Cell = tuple[str, float | None]  # (text shown, sort key)
 
@@ -58,8 +59,8 @@ def _read_json(path: Path) -> object:
                             "run directory") from None
 
 
-def find_runs(runs: Path) -> dict[str, Path]:
-    """The record directory of each model's latest version under ``runs``, by id."""
+def find_runs(runs: Path) -> dict[str, tuple[Path, dict]]:
+    """The record directory and card of each model's latest version under ``runs``, by id."""
     if not runs.is_dir():
         raise MnistZooError(f"{runs}: no such directory; give the runs directory with --runs (e.g. results)")
     latest = {m: get_model(m).version for m in list_models()}
@@ -67,7 +68,7 @@ def find_runs(runs: Path) -> dict[str, Path]:
     for card_path in sorted(runs.glob("*/card.json")):
         card = _read_json(card_path)
         if isinstance(card, dict) and latest.get(card.get("id")) == card.get("version"):
-            found[card["id"]] = card_path.parent
+            found[card["id"]] = card_path.parent, card
     return found
 
 
@@ -102,6 +103,10 @@ class Entry:
             return "partial run (" + ", ".join(f"{k}={v}" for k, v in self.card["overrides"].items()) + ")"
         return "not trained"
 
+    def record(self, name: str):  # noqa: ANN201 - a parsed JSON record
+        """A record of a full-recipe run (None for any other run: its numbers are never shown)."""
+        return self.records.get(name) if self.trained else None
+
     def ours(self, key: str) -> float | None:
         return self.card["results"][key] if self.trained else None
 
@@ -109,17 +114,18 @@ class Entry:
         return getattr(self.model.spec.reference, key)
 
     def history(self) -> list[dict] | None:
-        return self.records.get("history.json") if self.trained else None  # type: ignore[return-value]
+        return self.record("history.json")
 
 
 def load_entries(runs: Path, study: str | None = None) -> list[Entry]:
     """Every zoo model of ``study`` (default: all), in catalogue order, with its records from ``runs``."""
-    dirs = find_runs(runs)
+    found = find_runs(runs)
     entries = []
     for model_id in list_models(study=study):
         model = get_model(model_id)
-        source = dirs.get(model_id)
+        source, card = found.get(model_id, (None, None))
         records = {name: _read_json(source / name) for name in RECORDS if source and (source / name).exists()}
+        records |= {"card.json": card} if card else {}
         built = model.build()
         entries.append(Entry(model, model_stats(built), built, records, source))
     return entries
@@ -228,22 +234,6 @@ def summary(rows: list[Verdict]) -> str:
 # ---------------------------------------------------------------- figures
 
 
-def _pyplot():  # noqa: ANN202
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=72)
-    _pyplot().close(fig)
-    return path
-
-
 def hidden_kernels(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     """Each hidden Dense or Conv2D layer's kernel, in order: never BatchNorm's parameters, biases or the output."""
     layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
@@ -258,7 +248,7 @@ def plot_kernels(model: keras.Model, title: str, path: Path) -> Path | None:
     rng = np.random.default_rng(0)
     values = [k.ravel() if k.size <= VIOLIN_SAMPLE else rng.choice(k.ravel(), VIOLIN_SAMPLE, replace=False)
               for _, k in kernels]
-    fig, ax = _pyplot().subplots(figsize=(max(5.0, 1.4 * len(kernels) + 2), 3.6))
+    fig, ax = pyplot().subplots(figsize=(max(5.0, 1.4 * len(kernels) + 2), 3.6))
     ax.violinplot(values, showmedians=True)
     ax.set_xticks(range(1, len(kernels) + 1), [f"{name}\n{'x'.join(map(str, k.shape))}" for name, k in kernels],
                   fontsize=8)
@@ -266,12 +256,12 @@ def plot_kernels(model: keras.Model, title: str, path: Path) -> Path | None:
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=72)
 
 
 def plot_depth(entries: list[Entry], path: Path) -> Path:
     """Test accuracy against the number of hidden layers, without and with Dropout+BN, ours and the notebook's."""
-    fig, ax = _pyplot().subplots(figsize=(6.5, 4))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4))
     for regularised, colour in ((False, "tab:red"), (True, "tab:blue")):
         group = sorted((e for e in entries if _has(e.keras_model, "Dropout", "BatchNormalization") == regularised),
                        key=lambda e: _depth(e.keras_model))
@@ -289,12 +279,12 @@ def plot_depth(entries: list[Entry], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=72)
 
 
 def plot_against_baseline(base: Entry, other: Entry, path: Path) -> Path:
     """The baseline's train, validation and test accuracy against another model's (the fashion notebook's plots)."""
-    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for entry, colour in ((base, "tab:green"), (other, "tab:blue")):
         history = entry.history() or []
         epochs = [row["epoch"] for row in history]
@@ -310,7 +300,7 @@ def plot_against_baseline(base: Entry, other: Entry, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", framealpha=0.6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=72)
 
 
 def _has(model: keras.Model, *types: str) -> bool:
@@ -332,7 +322,8 @@ def architecture(model: keras.Model) -> dict[str, str]:
             "Stride (pool)": "x".join(map(str, pools[0].pool_size)) if pools else "-",
             "Dropout": yes[_has(model, "Dropout")],
             "BatchNormalization": yes[_has(model, "BatchNormalization")],
-            "Regularization": yes[any(getattr(layer, "kernel_regularizer", None) is not None for layer in model.layers)]}
+            "Regularization": yes[any(getattr(layer, "kernel_regularizer", None) is not None
+                                      for layer in model.layers)]}
 
 
 # ---------------------------------------------------------------- tables
@@ -363,23 +354,20 @@ def _table(headers: list[str], rows: list[list[Cell]]) -> TableData:
 
 
 def _latency_b1(entry: Entry) -> float | None:
-    record = entry.records.get("eval.json")
-    if not entry.trained or not isinstance(record, dict):
-        return None
-    return next((row["p50_ms"] for row in record["latency"] if row["batch_size"] == 1), None)
+    record = entry.record("eval.json")
+    return next((row["p50_ms"] for row in record["latency"] if row["batch_size"] == 1), None) if record else None
 
 
 def _parity(entry: Entry) -> tuple[float | None, float | None]:
-    record = entry.records.get("export.json")
-    if not entry.trained or not isinstance(record, dict):
+    record = entry.record("export.json")
+    if not record:
         return None, None
     first = next(iter(record["opsets"].values()))
     return first["flipped"], first["max_abs_diff"]
 
 
 def _int8_delta(entry: Entry) -> Cell:
-    record = entry.records.get("export.json")
-    int8 = record.get("int8") if entry.trained and isinstance(record, dict) else None
+    int8 = (entry.record("export.json") or {}).get("int8")
     if int8 is None:
         return _text("—")
     if int8.get("file") is None:
@@ -404,18 +392,18 @@ def leaderboard(entries: list[Entry]) -> TableData:
 
 def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:
     """The notebook's closing table, our numbers beside its own (cnn adds its descriptive columns)."""
-    rows, extra = [], []
-    for e in entries:
+    archs = [architecture(e.keras_model) if info.name == "cnn" else {} for e in entries]
+    rows = []
+    for e, arch in zip(entries, archs):
         history = e.history()
-        arch = architecture(e.keras_model) if info.name == "cnn" else {}
-        extra = list(arch)
         rows.append([_text(e.id), _text(e.model.spec.provenance.variable), *map(_text, arch.values()),
                      _num(history[-1]["loss"] if history else None, ".4f"),
                      _num(e.ours("test_loss"), ".4f"), _num(e.reference("test_loss"), ".4f"),
                      _num(e.ours("train_accuracy"), ".4f"), _num(e.reference("train_accuracy"), ".4f"),
                      _num(e.ours("test_accuracy"), ".4f"), _num(e.reference("test_accuracy"), ".4f")])
-    return _table(["model", "notebook", *extra, "train loss (ours)", "test loss (ours)", "test loss (notebook)",
-                   "train acc (ours)", "train acc (notebook)", "test acc (ours)", "test acc (notebook)"], rows)
+    return _table(["model", "notebook", *(archs[0] if archs else {}), "train loss (ours)", "test loss (ours)",
+                   "test loss (notebook)", "train acc (ours)", "train acc (notebook)", "test acc (ours)",
+                   "test acc (notebook)"], rows)
 
 
 def claims_table(rows: list[Verdict]) -> TableData:
@@ -458,11 +446,11 @@ def _model_figures(entry: Entry, img: Path) -> list[Figure]:
     if drawn:
         figures.append(Figure(f"trained kernel weights of each hidden layer (violins of up to {VIOLIN_SAMPLE:,} "
                               "values per layer)", drawn))
-    record = entry.records.get("eval.json")
-    if isinstance(record, dict):
+    record = entry.record("eval.json")
+    if record:
         path = img / f"{entry.id}_confusion.png"
-        plot_confusion(record["confusion_matrix"], list(data.get_spec(record["dataset"]).class_names), f"{entry.id}: confusion matrix "
-                       f"(ONNX, test set, accuracy {record['accuracy']:.4f})", path)
+        plot_confusion(record["confusion_matrix"], list(data.get_spec(record["dataset"]).class_names),
+                       f"{entry.id}: confusion matrix (ONNX, test set, accuracy {record['accuracy']:.4f})", path)
         figures.append(Figure("confusion matrix of the ONNX file on the test set (rows: true class)", path))
     return figures
 
@@ -531,7 +519,8 @@ def _environment(entries: list[Entry]) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}table.sortable td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}table.sortable td{white-space:nowrap}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f0f3f7}table.sortable th{cursor:pointer}table.sortable th:after{content:" ⇅";color:#999}
 tr.untrained td{color:#888;background:#fafafa}.differs{background:#fde8e8}.holds{color:#176d2c}
 blockquote{border-left:4px solid #aac;margin:.5em 0;padding:.2em 1em;color:#444;background:#f7f7fb}
@@ -545,7 +534,10 @@ _SORT_JS = """
 document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
   const body = th.closest("table").tBodies[0];
   const up = th.dataset.dir !== "asc"; th.dataset.dir = up ? "asc" : "desc";
-  const key = row => { const c = row.cells[col]; return "v" in c.dataset ? (c.dataset.v === "" ? null : Number(c.dataset.v)) : c.textContent; };
+  const key = row => {
+    const c = row.cells[col];
+    return "v" in c.dataset ? (c.dataset.v === "" ? null : Number(c.dataset.v)) : c.textContent;
+  };
   const rows = Array.from(body.rows).sort((a, b) => {
     const x = key(a), y = key(b);
     if (x === null || y === null) return (x === null) - (y === null);

@@ -25,6 +25,7 @@ from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
 from ._env import environment
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
+from ._plot import pyplot, save_png
 from .errors import MnistZooError
 from .zoo import ZooModel, get_model
 from .zoo.specs import Recipe
@@ -136,13 +137,8 @@ def _reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
 
 
 def _plot_curves(history: list[dict], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((ax_loss, "loss", "Categorical Crossentropy Loss"), (ax_acc, "accuracy", "Accuracy")):
         ax.plot(epochs, [h[f"val_{key}"] for h in history], "b", label=f"Validation {key.title()}")
         ax.plot(epochs, [h[key] for h in history], "r", label=f"Train {key.title()}")
@@ -152,9 +148,7 @@ def _plot_curves(history: list[dict], title: str, path: Path) -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _save_model(model: keras.Model, path: Path) -> None:

@@ -64,7 +64,8 @@ def test_summary_says_where_our_conclusion_differs() -> None:
 
     def entry(model_id: str, accuracy: float | None) -> Entry:
         card = {"recipe_is_original": True, "results": {"test_accuracy": accuracy}}
-        return Entry(get_model(model_id), None, None, {"card.json": card} if accuracy else {}, None)  # type: ignore[arg-type]
+        records = {"card.json": card} if accuracy else {}
+        return Entry(get_model(model_id), None, None, records, None)  # type: ignore[arg-type]
 
     info = study_info("fashion")  # the notebook: each other model tests below the vanilla fashion_mlp2
     rows = verdicts(info, [entry("fashion_mlp2", 0.85), entry("fashion_mlp3_dropout", 0.88),
@@ -171,7 +172,8 @@ def test_page_renders_in_headless_chromium(report: Path) -> None:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "chromedriver"), options=options)

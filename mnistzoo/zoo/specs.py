@@ -121,13 +121,17 @@ def _recipe(table: dict, where: str) -> Recipe:
     return recipe
 
 
+def _toml(path: Path, text: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+
+
 def parse_study(path: Path, text: str) -> dict[str, ModelSpec]:
     """Parse one study file; every error names the file, the model id and the field."""
     study = path.stem
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    doc = _toml(path, text)
     head = _field(doc, "study", dict, f"{path}")
     base_recipe = _field(head, "recipe", dict, f"{path}: [study]")
     specs = {}
@@ -161,7 +165,7 @@ def parse_study(path: Path, text: str) -> dict[str, ModelSpec]:
 def parse_study_info(path: Path, text: str) -> StudyInfo:
     """The ``[study]`` table of one study file."""
     where = f"{path}: [study]"
-    head = _field(tomllib.loads(text), "study", dict, f"{path}")
+    head = _field(_toml(path, text), "study", dict, f"{path}")
     conclusion = _field(head, "conclusion", dict, where)
     claims = _field(conclusion, "claims", list, f"{where}.conclusion")
     if not all(isinstance(c, str) for c in claims):
