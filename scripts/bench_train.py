@@ -1,12 +1,14 @@
 """Training throughput: ``mnistzoo train`` against plain notebook-style ``model.fit`` on numpy arrays.
 
-    python scripts/bench_train.py [--epochs N] [--models a,b] [--out benchmarks/train.md]
+    python scripts/bench_train.py [--epochs N] [--models a,b:mixed_bfloat16] [--out benchmarks/train.md]
 
 Both sides train the same model with the same recipe (optimiser, batch size, validation each epoch)
 from scratch, in this one process, taking turns epoch by epoch: mnistzoo's epoch (with its atomic
 checkpoint) runs, then one notebook epoch, and so on. This machine's speed drifts by up to 2x over
 seconds to minutes, so each pair of epochs sees the same conditions; the headline is the median of
 the per-epoch ratios, the totals (set-up and first-epoch tracing included) are reported beside it.
+A model written ``id:precision`` trains mnistzoo's side with ``--precision`` (the notebook side is
+always float32, as the notebooks were).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from _bench import gemm_gflops
 
 import keras  # noqa: E402
 
-MODELS = ("mlp3_dropout_bn", "fashion_mlp2", "cnn2_k3")
+MODELS = ("mlp3_dropout_bn", "fashion_mlp2", "cnn2_k3", "cnn2_k3:mixed_bfloat16")
 GOAL = 1.25
 
 
@@ -56,7 +58,7 @@ class NotebookFit:
         return float(self.model.evaluate(self.x_test, self.y_test, verbose=0)[1])
 
 
-def interleaved(model_id: str, epochs: int) -> dict:
+def interleaved(model_id: str, epochs: int, precision: str = "float32") -> dict:
     """Per-epoch wall seconds of both sides, taking turns; each side's first epoch includes its set-up."""
     times: dict[str, list[float]] = {"mnistzoo": [], "notebook": []}
     notebook: NotebookFit | None = None
@@ -72,7 +74,7 @@ def interleaved(model_id: str, epochs: int) -> dict:
         mark = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        card = train(model_id, epochs=epochs, out=Path(out), on_epoch=after_zoo_epoch).card
+        card = train(model_id, epochs=epochs, out=Path(out), precision=precision, on_epoch=after_zoo_epoch).card
     ratios = [nb / zoo for zoo, nb in zip(times["mnistzoo"], times["notebook"])]
     return {"times": times, "images": card["train_images"], "ratio": statistics.median(ratios),
             "total_ratio": sum(times["notebook"]) / sum(times["mnistzoo"]),
@@ -87,9 +89,10 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    for model_id in args.models.split(","):
-        rows.append((model_id, interleaved(model_id, args.epochs)))
-        print(model_id, rows[-1][1], flush=True)
+    for entry in args.models.split(","):
+        model_id, _, precision = entry.partition(":")
+        rows.append((model_id, precision or "float32", interleaved(model_id, args.epochs, precision or "float32")))
+        print(entry, rows[-1][2], flush=True)
 
     env, ceiling = environment(), gemm_gflops()
     lines = [
@@ -104,15 +107,15 @@ def main() -> None:
         "seconds / mnistzoo seconds; **total** is the same ratio over all epochs summed. Test accuracy is after "
         f"the {args.epochs} epochs. Goal: speed-up >= {GOAL}x with the same accuracy. A 2048x2048 float32 matmul "
         f"in the same run reached {ceiling:.0f} GFLOP/s, this CPU's ceiling.", "",
-        "| model | batch | MACs/image | notebook s/epoch | mnistzoo s/epoch | speed-up | total | goal met "
+        "| model | mnistzoo precision | batch | MACs/image | notebook s/epoch | mnistzoo s/epoch | speed-up | total | goal met "
         "| mnistzoo training GFLOP/s | notebook test acc | mnistzoo test acc |",
-        "|---|---:|---:|---|---|---:|---:|:-:|---:|---:|---:|",
+        "|---|---|---:|---:|---|---|---:|---:|:-:|---:|---:|---:|",
     ]
-    for model_id, r in rows:
+    for model_id, precision, r in rows:
         macs = model_stats(get_model(model_id).build()).macs
         steady = statistics.median(r["times"]["mnistzoo"][1:] or r["times"]["mnistzoo"])
         nb_s, zoo_s = (" ".join(f"{t:.1f}" for t in r["times"][k]) for k in ("notebook", "mnistzoo"))
-        lines.append(f"| {model_id} | {get_model(model_id).spec.recipe.batch_size} | {macs:,} | {nb_s} | {zoo_s} | "
+        lines.append(f"| {model_id} | {precision} | {get_model(model_id).spec.recipe.batch_size} | {macs:,} | {nb_s} | {zoo_s} | "
                      f"{r['ratio']:.2f}x | {r['total_ratio']:.2f}x | {'yes' if r['ratio'] >= GOAL else 'no'} | "
                      f"{6 * macs * r['images'] / steady / 1e9:.0f} | {r['nb_acc']:.4f} | {r['zoo_acc']:.4f} |")
     lines += ["", "What mnistzoo does differently: the uint8 images and integer labels become tensors once; each "
@@ -122,7 +125,9 @@ def main() -> None:
               "batches of 1024 (inference only, so the batch size does not change the figures). None of it changes "
               "the arithmetic of a training step. Training GFLOP/s (steady epochs) counts a step as ~6 FLOPs per MAC "
               "(forward, and backward for inputs and weights): a model near this CPU's ceiling is compute-bound, "
-              "and input-pipeline work cannot speed it up much.", ""]
+              "and input-pipeline work cannot speed it up much. For those, `--precision mixed_bfloat16` changes "
+              "the arithmetic instead: layers compute in bfloat16 (this CPU has AVX512-BF16) while weights, "
+              "optimiser state and the saved model stay float32; the accuracy columns show what that costs.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print(args.out.read_text())

@@ -48,6 +48,37 @@ def test_same_seed_same_history_other_seed_differs(home: Path, tmp_path: Path) -
     assert losses[0] != losses[2]
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_mixed_bfloat16_resumes_exactly_and_saves_a_float32_model(home: Path, tmp_path: Path) -> None:
+    import keras
+
+    from mnistzoo.train import train
+
+    def stop_after_first(row: dict) -> None:
+        raise _Stop
+
+    args = {"epochs": 2, "limit": 1500, "precision": "mixed_bfloat16"}
+    with pytest.raises(_Stop):
+        train("mlp3_dropout_bn", out=tmp_path / "killed", on_epoch=stop_after_first, **args)
+    resumed = train("mlp3_dropout_bn", out=tmp_path / "killed", **args)
+    straight = train("mlp3_dropout_bn", out=tmp_path / "straight", **args)
+    assert resumed.resumed_from_epoch == 1 and len(resumed.history) == len(straight.history) == 2
+    for a, b in zip(resumed.history, straight.history):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7)
+    card = straight.card
+    assert card["precision"] == "mixed_bfloat16" and card["overrides"]["precision"] == "mixed_bfloat16"
+    assert card["recipe_is_original"] is False
+    model = keras.models.load_model(straight.run_dir / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    x, y = data.load("mnist").x_test, data.load("mnist").y_test
+    accuracy = float((model.predict(x, batch_size=1024, verbose=0).argmax(1) == y).mean())
+    assert accuracy == pytest.approx(card["results"]["test_accuracy"], abs=1e-4) and accuracy > 0.5
+
+
 def _train_cmd(out: Path) -> list[str]:
     return [str(MNISTZOO), "train", "mlp3_dropout_bn", "--epochs", "3", "--limit", "6000", "--out", str(out), "--quiet"]
 
@@ -80,7 +111,7 @@ def test_corrupt_checkpoint_on_resume_is_refused(home: Path, tmp_path: Path) -> 
     run.mkdir()
     config = {"model": "mlp3@1", "recipe": {"dataset": "mnist", "optimizer": "adam", "learning_rate": 0.001,
               "loss": "categorical_crossentropy", "batch_size": 128, "epochs": 2, "validation": "test",
-              "validation_images": None}, "seed": 0, "limit": 500}
+              "validation_images": None}, "seed": 0, "limit": 500, "precision": "float32"}
     (run / "state.json").write_text(json.dumps({"config": config, "history": [], "checkpoint_sha256": "0"}))
     (run / "checkpoint.keras").write_bytes(b"not a keras file")
     proc = run_cli("train", "mlp3", "--epochs", "2", "--limit", "500", "--out", str(tmp_path))
@@ -94,6 +125,7 @@ def test_corrupt_checkpoint_on_resume_is_refused(home: Path, tmp_path: Path) -> 
     (["mlp2", "--epochs", "0"], "--epochs must be a positive integer"),
     (["mlp2", "--batch-size", "-4"], "--batch-size must be a positive integer"),
     (["mlp2", "--limit", "0"], "--limit must be a positive integer"),
+    (["mlp2", "--precision", "float16"], "unknown --precision 'float16'"),
     (["--study", "deep"], "unknown study 'deep'"),
     ([], "name at least one model id"),
 ])
