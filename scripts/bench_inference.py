@@ -79,7 +79,8 @@ def _rounds(run: Path, images, rounds: int, runs: int) -> dict[str, list[float]]
         if int8 is not None:
             samples["int8_b256"].append(onnx_latency(int8, images, [256], seconds=B256_SECONDS)[0].images_per_s)
         samples["ceiling"].append(gemm_gflops(repeats=3))
-        samples["read"].append(1e3 * statistics.median(time_runs(lambda: reader.run(None, reader_feed), runs, 20, None)))
+        read = time_runs(lambda: reader.run(None, reader_feed), runs, 20, None)
+        samples["read"].append(1e3 * statistics.median(read))
     return samples
 
 
