@@ -49,7 +49,7 @@ class TrainConfig:
     recipe: Recipe
     seed: int
     limit: int | None
-    precision: str = "float32"
+    precision: str
 
 
 @dataclass
@@ -257,7 +257,8 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
             on_epoch(row)
     wall = time.perf_counter() - started
 
-    if precision != "float32":
+    mixed = precision != "float32"
+    if mixed:
         model = _float32_model(model, zoo_model, recipe)
     test_loss, test_acc = model.evaluate(_Batches(ds.x_test, ds.y_test)(EVAL_BATCH), verbose=0)
     _save_model(model, run / "model.keras")
@@ -270,9 +271,9 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     card = {
         "id": zoo_model.id, "version": zoo_model.version, "study": zoo_model.study,
         "recipe": asdict(recipe), "precision": precision,
-        "recipe_is_original": recipe == spec.recipe and limit is None and precision == "float32",
+        "recipe_is_original": recipe == spec.recipe and limit is None and not mixed,
         "overrides": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("limit", limit),
-                                        ("precision", precision if precision != "float32" else None)) if v},
+                                        ("precision", precision if mixed else None)) if v},
         "seed": seed, "train_images": len(x), "epochs_run": len(history),
         "validation_note": ("validated on the test set, as the notebook did; the last epoch's weights are kept, "
                             "the test set selects nothing" if recipe.validation == "test" else

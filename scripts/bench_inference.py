@@ -64,10 +64,10 @@ def weight_reader(path: Path) -> tuple[bytes, dict[str, np.ndarray], int]:
     return model.SerializeToString(), feed, sum(w.nbytes for w in weights)
 
 
-def _rounds(run: Path, images, rounds: int, runs: int) -> dict[str, list[float]]:
+def _rounds(run: Path, images, rounds: int, runs: int, reader_graph: bytes,
+            reader_feed: dict[str, np.ndarray]) -> dict[str, list[float]]:
     """Per round: ORT b1 p50, Keras b1 p50, ORT b256 images/s, int8 b256 images/s, GEMM GFLOP/s, weight-read ms."""
     fp32 = make_session(run / "model.onnx")
-    reader_graph, reader_feed, _ = weight_reader(run / "model.onnx")
     reader = make_session(reader_graph)
     int8 = make_session(run / "model.int8.onnx") if (run / "model.int8.onnx").exists() else None
     model = keras.models.load_model(run / "model.keras")
@@ -98,12 +98,13 @@ def measure(run: Path, rounds: int, runs: int) -> dict:
     zoo_model = get_model(run.name)
     stats = model_stats(zoo_model.build())
     checked = evaluate(run / "model.onnx", batch_sizes=[1], runs=10)  # accuracy and parity, once
-    s = _rounds(run, _test_images(checked["dataset"]), rounds, runs)
+    reader_graph, reader_feed, weight_bytes = weight_reader(run / "model.onnx")
+    s = _rounds(run, _test_images(checked["dataset"]), rounds, runs, reader_graph, reader_feed)
     gflops = 2 * stats.macs / 1e9
     row = {"id": run.name, "mlp": not zoo_model.image_input, "params": stats.params_total, "macs": stats.macs,
            "accuracy": checked["accuracy"],
            "parity": checked["parity"]["passed"] if checked["parity"] else None,
-           "weight_mb": weight_reader(run / "model.onnx")[2] / 1e6,
+           "weight_mb": weight_bytes / 1e6,
            "b1_p50_ms": statistics.median(s["b1"]), "keras_b1_p50_ms": statistics.median(s["keras_b1"]),
            "read_ms": statistics.median(s["read"]),
            "speedup_bound": _spread([k / r for k, r in zip(s["keras_b1"], s["read"])]),

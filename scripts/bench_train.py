@@ -112,11 +112,11 @@ def main() -> None:
         "|---|---|---:|---:|---|---|---:|---:|:-:|---:|---:|---:|",
     ]
     for model_id, precision, r in rows:
-        macs = model_stats(get_model(model_id).build()).macs
+        zoo_model = get_model(model_id)
+        macs = model_stats(zoo_model.build()).macs
         steady = statistics.median(r["times"]["mnistzoo"][1:] or r["times"]["mnistzoo"])
         nb_s, zoo_s = (" ".join(f"{t:.1f}" for t in r["times"][k]) for k in ("notebook", "mnistzoo"))
-        batch = get_model(model_id).spec.recipe.batch_size
-        lines.append(f"| {model_id} | {precision} | {batch} | {macs:,} | {nb_s} | {zoo_s} | "
+        lines.append(f"| {model_id} | {precision} | {zoo_model.spec.recipe.batch_size} | {macs:,} | {nb_s} | {zoo_s} | "
                      f"{r['ratio']:.2f}x | {r['total_ratio']:.2f}x | {'yes' if r['ratio'] >= GOAL else 'no'} | "
                      f"{6 * macs * r['images'] / steady / 1e9:.0f} | {r['nb_acc']:.4f} | {r['zoo_acc']:.4f} |")
     lines += ["", "What mnistzoo does differently: the uint8 images and integer labels become tensors once; each "
