@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -14,9 +15,11 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
                            TextColumn, TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
 from . import data
-from .errors import MnistZooError
+from ._checks import output_dir, output_file
+from .errors import InvalidInput, MnistZooError, literal
 
 app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.",
                   epilog="Environment: MNISTZOO_HOME (datasets, runs and the hub cache; default ~/.cache/mnistzoo), "
@@ -27,8 +30,14 @@ data_app = typer.Typer(help="Fetch, verify and inspect the datasets.", no_args_i
 app.add_typer(data_app, name="data")
 StudyOption = Annotated[Optional[str], typer.Option(help="Only this study: depth, cnn, activations, fashion, init.")]
 PIPE_WIDTH = 160  # tables written to a pipe or log are not cut at 80 columns
-console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
+# Markup is off: every name, path and message is printed literally; colour comes from Text styles.
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, markup=False, highlight=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH, markup=False, highlight=False)
+_interrupt_note = "nothing was written"  # what Ctrl-C keeps; commands that keep more say so
+
+
+def _ok(text: str) -> Text:
+    return Text.assemble(("✓ ", "green"), text)
 
 
 def _print_version(value: bool) -> None:
@@ -73,7 +82,7 @@ def data_fetch(
 
             ds = data.fetch(n, from_path=from_path, force=force, report=report)
             progress.remove_task(task)
-            console.print(f"[green]✓[/] {n}: verified, from {ds.source} → {ds.path}")
+            console.print(_ok(f"{n}: verified, from {ds.source} → {ds.path}"))
 
 
 @data_app.command("info")
@@ -90,12 +99,12 @@ def data_info(
         table.add_column(col)
     for r in records:
         sizes = f"{r['shapes']['x_train'][0]} / {r['shapes']['x_test'][0]}" if r["shapes"] else "-"
-        verified = "[green]yes[/]" if r["verified"] else ("[red]no[/]" if r["cached"] else "-")
+        verified = Text("yes", "green") if r["verified"] else (Text("no", "red") if r["cached"] else "-")
         table.add_row(r["name"], "yes" if r["cached"] else "no", verified, r["source"] or "-", sizes)
     console.print(table)
     for r in records:
         if r["error"]:
-            err_console.print(f"[red]{r['name']}[/]: {r['error']}")
+            err_console.print(Text.assemble((r["name"], "red"), f": {r['error']}"))
 
 
 def _model_record(model_id: str) -> dict:
@@ -116,10 +125,8 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """List the zoo's models with parameters, MACs per image and the notebook's test accuracy."""
-    from .zoo import list_models, studies
+    from .zoo import list_models
 
-    if study is not None and study not in studies():
-        raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(studies())}")
     records = [_model_record(i) for i in list_models(pattern, study)]
     if as_json:
         print(json.dumps(records, indent=2))
@@ -180,8 +187,9 @@ class _TrainProgress(Progress):
     """A step-level bar per model (epoch, step, loss, accuracy, ETA) and a line per finished epoch."""
 
     def __init__(self, disable: bool) -> None:
-        super().__init__(TextColumn("{task.description}"), TextColumn("epoch {task.fields[epoch]}"),
-                         BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
+        super().__init__(TextColumn("{task.description}", markup=False),
+                         TextColumn("epoch {task.fields[epoch]}", markup=False),
+                         BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[metrics]}", markup=False),
                          TimeRemainingColumn(), console=err_console, disable=disable)
         self._quiet = disable
         self._bars: dict[str, TaskID] = {}
@@ -202,7 +210,7 @@ class _TrainProgress(Progress):
                 self.console.print(f"{model_id} epoch {row['epoch']}: loss {row['loss']:.4f} "
                                    f"acc {row['accuracy']:.4f} val_loss {row['val_loss']:.4f} "
                                    f"val_acc {row['val_accuracy']:.4f} ({row['seconds']:.1f} s)",
-                                   highlight=False, soft_wrap=True)
+                                   soft_wrap=True)
         return report
 
 
@@ -225,15 +233,18 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as a JSON list.")] = False,
 ) -> None:
     """Train models with their original recipe; rerunning a killed run resumes from its last epoch."""
-    from .zoo import list_models, studies
+    from .zoo import list_models
 
-    if study is not None and study not in studies():
-        raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(studies())}")
     chosen = list(ids or []) + (list_models() if all_models else []) + (list_models(study=study) if study else [])
     if not chosen:
         raise MnistZooError("name at least one model id, or use --all or --study S; see `mnistzoo list`")
-    from .train import train
+    from .train import check_options, train
 
+    for model_id in dict.fromkeys(chosen):  # every name and option checked before any training starts
+        check_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, precision=precision)
+    global _interrupt_note
+    _interrupt_note = ("each run keeps its last complete epoch; rerun the same command to resume "
+                       "(--restart discards a partial run)")
     cards = []
     with _TrainProgress(disable=quiet) as progress:
         for model_id in dict.fromkeys(chosen):
@@ -272,14 +283,20 @@ def export_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the export records as a JSON list.")] = False,
 ) -> None:
     """Export trained models to ONNX, verified against Keras on the whole test set (exit 1 when parity fails)."""
-    from .export import ParityError, export, parse_opsets, trained_models
+    from .export import ParityError, check_options, export, find_run, parse_opsets, trained_models
 
-    opsets = parse_opsets(opset)
+    opsets = check_options(opsets=parse_opsets(opset), atol=atol, max_flips=max_flips, quantize=quantize)
     chosen = list(ids or []) + (trained_models(runs) if all_models else [])
     if not chosen:
         where = (f"no trained models in {runs or 'the zoo home'}" if all_models
                  else "name at least one trained model id, or use --all")
         raise MnistZooError(f"{where}; nothing trained yet? run `mnistzoo train ID` first")
+    for model_id in dict.fromkeys(chosen):  # every name checked before the first export starts
+        find_run(model_id, runs)
+    if out is not None:
+        output_dir(out, "--out")
+    global _interrupt_note
+    _interrupt_note = "files already verified are kept, none half-written; rerun the same command to export again"
     records, failures = [], []
     for model_id in dict.fromkeys(chosen):
         try:
@@ -306,12 +323,12 @@ def export_cmd(
 
 
 def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    values = [int(part) for part in parts if part.isascii() and part.isdigit() and len(part) <= 9]
+    if len(values) != len(parts):
         values = []
     if not values or any(v <= 0 for v in values):
-        raise MnistZooError(f"{option} takes positive integers separated by commas, like 1,32,256; got {text!r}")
+        raise InvalidInput(f"{option} takes positive integers separated by commas, like 1,32,256; got {text!r}")
     return values
 
 
@@ -338,8 +355,8 @@ def eval_cmd(
     from .errors import VerificationError
 
     sizes = _int_list(batch_sizes, "--batch-sizes")
-    if threads is not None and threads <= 0 or runs <= 0:
-        raise MnistZooError("--threads and --runs must be positive integers")
+    if json_path is not None:
+        output_file(json_path, "--json")
     results = [evaluate(m, dataset=dataset, keras_path=keras_path, provider=provider, threads=threads,
                         batch_sizes=sizes, compare_keras=compare_keras, plots=plots, runs=runs, seconds=seconds,
                         atol=atol) for m in models]
@@ -365,10 +382,11 @@ def _print_eval(r: dict) -> None:
     if p is None:
         console.print("parity: no Keras checkpoint found (give one with --keras)")
     else:
-        console.print(f"parity with {p['checkpoint']}: agreement {p['agreement']:.4f}, flipped {p['flipped']}, "
-                      f"max |diff| {p['max_abs_diff']:.1e}, mean |diff| {p['mean_abs_diff']:.1e}, "
-                      f"accuracy delta {p['accuracy_delta']:+.4f}; criterion {p['criterion']}: "
-                      f"{'[green]passed[/]' if p['passed'] else '[red]FAILED[/]'}", highlight=False)
+        console.print(Text.assemble(
+            f"parity with {p['checkpoint']}: agreement {p['agreement']:.4f}, flipped {p['flipped']}, "
+            f"ties {p['ties']}, max |diff| {p['max_abs_diff']:.1e}, mean |diff| {p['mean_abs_diff']:.1e}, "
+            f"accuracy delta {p['accuracy_delta']:+.4f}; criterion {p['criterion']}: ",
+            ("passed", "green") if p["passed"] else ("FAILED", "red")))
     table = Table(title="latency")
     for col in ("runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "threads", "vs ORT p50"):
         table.add_column(col, justify="left" if col == "runtime" else "right")
@@ -427,7 +445,7 @@ def publish_cmd(
 
     entries = publish(directory, ids, runs=runs)
     for e in entries:
-        console.print(f"[green]✓[/] {e.id}@{e.version} {e.kind}: {e.file} ({e.size:,} bytes, sha256 {e.sha256[:12]}…)")
+        console.print(_ok(f"{e.id}@{e.version} {e.kind}: {e.file} ({e.size:,} bytes, sha256 {e.sha256[:12]}…)"))
     console.print(f"{len(entries)} files → {directory / 'manifest.json'}")
 
 
@@ -441,7 +459,7 @@ def pull_cmd(
 
     for model_id in ids:
         for kind, path in pull(model_id, hub).items():
-            console.print(f"[green]✓[/] {model_id} {kind}: verified → {path}")
+            console.print(_ok(f"{model_id} {kind}: verified → {path}"))
 
 
 @app.command("report")
@@ -457,19 +475,40 @@ def report_cmd(
     Models not trained with their full recipe are listed as such, never filled in.
     """
     from .report import build_report
-    from .train import runs_dir
+    from .runs import runs_dir
 
     page = build_report(runs if runs is not None else runs_dir(), out, study)
-    console.print(f"[green]✓[/] report → {page} (summary: {out / 'README.md'})")
+    console.print(_ok(f"report → {page} (summary: {out / 'README.md'})"))
 
 
 def main() -> None:
-    """Entry point: run the app, turning MnistZooError into a one-line message and its exit code."""
+    """Entry point: every error, typer's usage errors included, is one line on stderr with its exit code."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)  # warnings for people: one plain line
     try:
-        app()  # typer itself reports usage errors (exit code 2)
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        code = exc.exit_code
+    except ClickException as exc:
+        _error_line("error: ", exc.format_message() + _usage_hint(exc))
+        code = exc.exit_code
     except MnistZooError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _error_line("error: ", str(exc))
+        code = exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/]")
-        sys.exit(130)
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        _error_line("interrupted: ", _interrupt_note)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+
+
+def _error_line(label: str, message: str) -> None:
+    """One line on stderr, the message literal except that control characters are shown escaped."""
+    err_console.print(Text.assemble((label, "red"), literal(message)), soft_wrap=True)

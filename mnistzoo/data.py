@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import pickle
 import shutil
 import subprocess
@@ -505,6 +506,9 @@ def _write_cache(path: Path, arrays: Mapping[str, np.ndarray], source: str) -> N
         np.savez_compressed(fh, **arrays, source=np.array(source))
 
 
+_FETCH_AGAIN = re.compile(r"[;,] (delete it and )?fetch (it|the file) again$")
+
+
 def fetch(name: str, from_path: str | Path | None = None, force: bool = False,
           report: Reporter = _silent) -> Dataset:
     """Make sure a verified copy of ``name`` is cached and return it.
@@ -535,8 +539,9 @@ def fetch(name: str, from_path: str | Path | None = None, force: bool = False,
         report(f"write {target}")
         _write_cache(target, arrays, source.label)
         return Dataset(name, **arrays, class_names=spec.class_names, source=source.label, path=target)
-    if from_path is not None:
-        raise DataError(failures[0][1])
+    if from_path is not None:  # the user's own file: it is checked, never fetched again
+        why = _FETCH_AGAIN.sub("", failures[0][1])
+        raise DataError(f"{why}; check the file you gave with --from, or drop --from to use the download sources")
     tried = "; ".join(f"[{label}] {why}" for label, why in failures)
     raise DataError(f"no source could provide {name}: {tried}. Fix: restore network access to one of them, "
                     f"or pass `--from PATH` with the dataset's IDX files or npz")

@@ -9,6 +9,10 @@ class MnistZooError(Exception):
     exit_code = 2
 
 
+class InvalidInput(MnistZooError, ValueError):
+    """A value, file or record given to mnistzoo is unusable; also a ``ValueError`` for API callers."""
+
+
 class DataError(MnistZooError):
     """A dataset could not be read, verified or cached."""
 
@@ -17,3 +21,8 @@ class VerificationError(MnistZooError):
     """An artifact was produced but failed its verification (exit code 1)."""
 
     exit_code = 1
+
+
+def literal(text: object) -> str:
+    """``text`` as typed, with control characters (newlines, escapes) shown escaped: safe in a one-line message."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -16,21 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from . import data
+from ._checks import output_dir, positive_float, positive_int
 from ._env import environment
 from ._io import sha256_file
 from ._plot import pyplot, save_png
-from .errors import MnistZooError
-from .export import ATOL, compare, predict_keras, predict_onnx, read_card
-from .train import runs_dir
-from .zoo.base import INPUT_NAME, OUTPUT_NAME
+from .contract import INPUT_NAME, OUTPUT_NAME
+from .errors import InvalidInput, MnistZooError
+from .export import predict_keras
+from .parity import ATOL, compare, tie_margin
+from .runs import runs_dir
+from .runtime import OPT_LEVEL, make_session, open_model, predict_onnx
 
 import keras  # noqa: E402
-import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-OPT_LEVEL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 DEFAULT_BATCH_SIZES = (1, 32, 256)
 INT8_MAX_ACCURACY_DROP = 0.01  # a quantized file is judged by accuracy, not by exact probabilities
 
@@ -45,62 +45,6 @@ class Latency:
     provider: str
     threads: int
     runs: int
-
-
-def open_model(path: Path) -> tuple[onnx.ModelProto, dict | None]:
-    """Load and check an ONNX file and its contract; return it with its mnistzoo card (None if foreign)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MnistZooError(f"{path}: no such file; give the path of an .onnx file (see `mnistzoo export`)")
-    try:
-        proto = onnx.load(path)
-        onnx.checker.check_model(proto)
-    except Exception as exc:  # noqa: BLE001 - protobuf and checker errors alike mean "not a usable ONNX file"
-        raise MnistZooError(f"{path}: not a valid ONNX model, the file is corrupt, truncated or of another "
-                            f"format ({type(exc).__name__}); re-export it with `mnistzoo export`") from None
-    _check_contract(path, proto)
-    return proto, read_card(proto)
-
-
-def _describe(value: onnx.ValueInfoProto) -> str:
-    t = value.type.tensor_type
-    dims = ",".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in t.shape.dim)
-    return f"'{value.name}' {onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else '?'} [{dims}]"
-
-
-def _check_contract(path: Path, proto: onnx.ModelProto) -> None:
-    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-
-    def ok(values: list, name: str, rest: list[int]) -> bool:
-        if len(values) != 1 or values[0].name != name:
-            return False
-        t = values[0].type.tensor_type
-        dims = t.shape.dim
-        return (t.elem_type == onnx.TensorProto.FLOAT and len(dims) == 1 + len(rest)
-                and not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == rest)
-
-    if not ok(inputs, INPUT_NAME, [28, 28]):
-        raise MnistZooError(f"{path}: wrong input contract: expected one input '{INPUT_NAME}' float32 [batch,28,28], "
-                            f"found {', '.join(_describe(i) for i in inputs) or 'none'}")
-    if not ok(list(proto.graph.output), OUTPUT_NAME, [10]):
-        raise MnistZooError(f"{path}: wrong output contract: expected one output '{OUTPUT_NAME}' float32 "
-                            f"[batch,10], found {', '.join(_describe(o) for o in proto.graph.output) or 'none'}")
-
-
-def make_session(model: Path | bytes, provider: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime session with explicit optimisation level and threads."""
-    if provider not in PROVIDERS:
-        raise MnistZooError(f"unknown provider '{provider}'; choose cpu or cuda")
-    if provider == "cuda" and PROVIDERS["cuda"] not in ort.get_available_providers():
-        raise MnistZooError("CUDA was asked for but this onnxruntime has no CUDAExecutionProvider (no GPU, or "
-                            "onnxruntime-gpu not installed); use --provider cpu")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = OPT_LEVEL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(model) if isinstance(model, Path) else model, options,
-                                providers=[PROVIDERS[provider]])
 
 
 def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -194,20 +138,33 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
              plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL) -> dict:
     """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes."""
     path = Path(path)
-    batch_sizes = list(batch_sizes or DEFAULT_BATCH_SIZES)
-    if any(b <= 0 for b in batch_sizes):
-        raise MnistZooError(f"batch sizes must be positive integers, got {batch_sizes}")
+    batch_sizes = list(DEFAULT_BATCH_SIZES if batch_sizes is None else batch_sizes)
+    if not batch_sizes:
+        raise InvalidInput("--batch-sizes needs at least one positive integer, like 1,32,256")
+    for b in batch_sizes:
+        positive_int("--batch-sizes", b)
+    positive_int("--runs", runs)
+    positive_int("--threads", threads)
+    positive_float("--seconds", seconds)
+    positive_float("--atol", atol)
+    if plots is not None:
+        output_dir(Path(plots), "--plots")
     proto, card = open_model(path)
     name = dataset or (card or {}).get("dataset")
     if name is None:
         raise MnistZooError(f"{path} has no mnistzoo card; say which test set to use with --dataset mnist|fashion_mnist")
+    ckpt = Path(keras_path) if keras_path is not None else find_checkpoint(path, card)
+    if keras_path is not None and not Path(keras_path).is_file():
+        raise InvalidInput(f"--keras {keras_path}: {'is a directory' if Path(keras_path).is_dir() else 'no such file'}; "
+                           "give the .keras checkpoint file the ONNX file was exported from")
+    if compare_keras and ckpt is None:
+        raise MnistZooError(f"--compare-keras needs the Keras checkpoint of {path}; give it with --keras PATH")
     ds = data.load(name)
-    sess = make_session(proto.SerializeToString(), provider, threads)
+    sess = make_session(proto, provider, threads, origin=path)
     probs = predict_onnx(sess, ds.x_test)
     result: dict = {"model": str(path), "id": (card or {}).get("id"), "dataset": ds.name, "images": len(ds.y_test),
                     **accuracy_report(probs, ds.y_test)}
 
-    ckpt = Path(keras_path) if keras_path is not None else find_checkpoint(path, card)
     keras_model = None
     if ckpt is not None:
         try:
@@ -223,20 +180,20 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
         result["parity"] = {"checkpoint": str(ckpt), "checkpoint_sha256": ckpt_sha,
                             "matches_card": card is not None and ckpt_sha == card["checkpoint_sha256"],
                             "criterion": (f"quantized: accuracy within {INT8_MAX_ACCURACY_DROP:.0%} of Keras"
-                                          if quantized else f"max |diff| <= {atol:g} and no flipped prediction"),
+                                          if quantized else f"max |diff| <= {atol:g} and no flipped prediction "
+                                          f"(top-two margin above {tie_margin(atol):g}; closer ones are ties)"),
                             **parity}
     else:
         result["parity"] = None
     result["latency"] = [asdict(r) for r in onnx_latency(sess, ds.x_test, batch_sizes, runs=runs, seconds=seconds)]
     if compare_keras:
-        if keras_model is None:
-            raise MnistZooError(f"--compare-keras needs the Keras checkpoint of {path}; give it with --keras PATH")
         result["keras_latency"] = [asdict(r) for r in keras_latency(keras_model, ds.x_test, batch_sizes, runs=runs,
                                                                     seconds=seconds)]
     result["environment"] = {**environment(), "provider": sess.get_providers()[0],
                              "threads": int(sess.get_session_options().intra_op_num_threads),
                              "graph_optimization_level": str(OPT_LEVEL).split(".")[-1]}
     if plots is not None:
+        plots = Path(plots)
         plots.mkdir(parents=True, exist_ok=True)
         stem = (card or {}).get("id", path.stem).replace("@", "_v")
         plot_confusion(result["confusion_matrix"], list(ds.class_names), f"{stem} on {ds.name} test",

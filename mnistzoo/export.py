@@ -27,12 +27,17 @@ import numpy as np
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
+from ._checks import non_negative_int, output_dir, positive_float
+from ._checks import seed as check_seed
 from ._env import environment
 from ._io import atomic_path, ensure_writable_dir, sha256_file
+from .contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 from .errors import MnistZooError, VerificationError
-from .train import runs_dir
+from .parity import ATOL, compare, tie_margin
+from .records import read_json
+from .runtime import CARD_KEY, make_session, predict_onnx
+from .runs import runs_dir
 from .zoo import get_model
-from .zoo.base import INPUT_NAME, OUTPUT_NAME
 
 import keras  # noqa: E402
 import onnx  # noqa: E402
@@ -42,9 +47,6 @@ import tf2onnx  # noqa: E402
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 19)
-ATOL = 1e-5
-BATCH_AXIS = "batch"
-CARD_KEY = "mnistzoo.card"
 TEST_VECTOR_IMAGES = 16
 CALIBRATION_IMAGES = 1000
 CHECK_IMAGES = 2000  # training images that judge a folded int8 graph
@@ -61,21 +63,6 @@ class ParityError(VerificationError):
     """The ONNX file was produced but does not match Keras within tolerance (exit code 1)."""
 
 
-@dataclass(frozen=True)
-class Parity:
-    """How an ONNX model's probabilities compare with Keras' on the same images."""
-
-    images: int
-    agreement: float
-    flipped: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    keras_accuracy: float
-    onnx_accuracy: float
-    accuracy_delta: float
-    passed: bool
-
-
 @dataclass
 class ExportResult:
     model: str
@@ -85,7 +72,13 @@ class ExportResult:
 
     @property
     def passed(self) -> bool:
-        return all(o["passed"] for o in self.record["opsets"].values())
+        return record_passed(self.record)
+
+
+def record_passed(record: dict) -> bool:
+    """Whether an ``export.json`` says every opset passed parity (a failed export's record says not)."""
+    opsets = record.get("opsets")
+    return bool(opsets) and all(isinstance(o, dict) and o.get("passed") is True for o in opsets.values())
 
 
 def trained_models(runs: Path | None = None) -> list[str]:
@@ -107,32 +100,33 @@ def find_run(model_id: str, runs: Path | None = None) -> tuple[Path, dict]:
     name = get_model(model_id).name
     run = runs_dir(runs) / name
     card_path = run / "card.json"
+    train_cmd = f"mnistzoo train {name.split('@')[0]}{'' if runs is None else f' --out {runs}'}"
     if not card_path.exists():
         state = "is only partly trained" if (run / "state.json").exists() else "has not been trained"
-        raise ExportError(f"{name} {state} in {run.parent}; run `mnistzoo train {name.split('@')[0]}"
-                          f"{'' if runs is None else f' --out {runs}'}` first")
-    return run, json.loads(card_path.read_text())
+        raise ExportError(f"{name} {state} in {run.parent}; run `{train_cmd}` first")
+    return run, read_json(card_path, "card", f"retrain with `{train_cmd} --force`")
 
 
 def load_checkpoint(run: Path, card: dict) -> keras.Model:
     """The run's final Keras model, after its SHA-256 matched the card's."""
     path = run / "model.keras"
+    retrain = f"`mnistzoo train {card['id']} --force`"
+    if not path.is_file():
+        raise ExportError(f"{path}: the trained checkpoint is missing beside card.json; restore it or retrain "
+                          f"with {retrain}")
     problem = None
-    if not path.exists():
-        problem = "is missing"
-    elif sha256_file(path) != card.get("model_sha256"):
+    if sha256_file(path) != card["model_sha256"]:
         problem = "does not match the SHA-256 in card.json"
     else:
         try:
             return keras.models.load_model(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
             problem = f"cannot be read ({type(exc).__name__})"
-    raise ExportError(f"{path}: corrupt checkpoint, it {problem}; retrain with "
-                      f"`mnistzoo train {card.get('id', run.name.split('@')[0])} --force`")
+    raise ExportError(f"{path}: corrupt checkpoint, it {problem}; retrain with {retrain}")
 
 
 def check_opsets(opsets: list[int]) -> list[int]:
-    bad = [o for o in opsets if o not in OPSETS]
+    bad = [o for o in opsets if isinstance(o, bool) or not isinstance(o, int) or o not in OPSETS]
     if bad or not opsets:
         raise ExportError(f"unsupported opset {bad[0] if bad else '(none)'}; "
                           f"choose from {OPSETS.start}-{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
@@ -190,39 +184,9 @@ def describe(proto: onnx.ModelProto, card: dict) -> None:
     onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card, sort_keys=True)})
 
 
-def read_card(proto: onnx.ModelProto) -> dict | None:
-    """The embedded mnistzoo card of an ONNX model, or None for a foreign file."""
-    props = {p.key: p.value for p in proto.metadata_props}
-    return json.loads(props[CARD_KEY]) if CARD_KEY in props else None
-
-
-def session(model: onnx.ModelProto | Path) -> ort.InferenceSession:
-    """A default CPU onnxruntime session for parity checks (timing uses ``evaluate.make_session``)."""
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-
-
-def predict_onnx(sess: ort.InferenceSession, images: np.ndarray, batch: int = 1024) -> np.ndarray:
-    return np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch].astype(np.float32)})[0]
-                           for i in range(0, len(images), batch)])
-
-
 def predict_keras(model: keras.Model, images: np.ndarray, batch: int = 1024) -> np.ndarray:
     return np.concatenate([keras.ops.convert_to_numpy(model(images[i:i + batch].astype(np.float32), training=False))
                            for i in range(0, len(images), batch)])
-
-
-def compare(keras_probs: np.ndarray, onnx_probs: np.ndarray, labels: np.ndarray, *,
-            atol: float = ATOL, max_flips: int = 0) -> Parity:
-    """Parity figures of two probability arrays on the same labelled images."""
-    diff = np.abs(keras_probs.astype(np.float64) - onnx_probs.astype(np.float64))
-    k_pred, o_pred = keras_probs.argmax(1), onnx_probs.argmax(1)
-    flipped = int((k_pred != o_pred).sum())
-    k_acc, o_acc = float((k_pred == labels).mean()), float((o_pred == labels).mean())
-    return Parity(images=len(labels), agreement=1 - flipped / len(labels), flipped=flipped,
-                  max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), keras_accuracy=k_acc,
-                  onnx_accuracy=o_acc, accuracy_delta=o_acc - k_acc,
-                  passed=bool(diff.max() <= atol and flipped <= max_flips))
 
 
 def write_test_vectors(directory: Path, images: np.ndarray, probabilities: np.ndarray) -> None:
@@ -327,13 +291,13 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
             return None if batch is None else {INPUT_NAME: batch}
 
     prepared, candidate = (int8.with_name(f".{int8.stem}.{part}.onnx") for part in ("prep", "candidate"))
-    reference = predict_onnx(session(fp32), check).argmax(1)
+    reference = predict_onnx(make_session(fp32), check).argmax(1)
 
     def attempt(model: onnx.ModelProto, folded: int) -> dict:
         keep = fp32_nodes(model)
         quantize_static(model, str(candidate), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
-        agreement = float((predict_onnx(session(candidate), check).argmax(1) == reference).mean())
+        agreement = float((predict_onnx(make_session(candidate), check).argmax(1) == reference).mean())
         return {"batchnorm_folded": folded, "fp32_nodes": keep, "check_images": len(check),
                 "check_agreement": agreement}
 
@@ -376,6 +340,18 @@ def _save(proto: onnx.ModelProto, path: Path) -> None:
         tmp.write_bytes(proto.SerializeToString())
 
 
+def check_options(*, opsets: list[int] | None = None, atol: float = ATOL, max_flips: int = 0,
+                  quantize: str | None = None, seed: int = 0) -> list[int]:
+    """Check export's options before any work; return the opsets to export (default: ``DEFAULT_OPSET``)."""
+    opsets = check_opsets(opsets or [DEFAULT_OPSET])
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unsupported --quantize {quantize!r}; the only choice is int8")
+    positive_float("--atol", atol)
+    non_negative_int("--max-flips", max_flips)
+    check_seed(seed)
+    return opsets
+
+
 def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None = None, out: Path | None = None,
            atol: float = ATOL, max_flips: int = 0, quantize: str | None = None, seed: int = 0) -> ExportResult:
     """Export a finished run to ONNX, verify every file on the full test set, record the figures.
@@ -383,12 +359,10 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
     Raises :class:`ExportError` for unusable input and :class:`ParityError` when a file fails
     parity; a failing file is not left behind.
     """
-    opsets = check_opsets(opsets or [DEFAULT_OPSET])
-    if quantize not in (None, "int8"):
-        raise ExportError(f"unsupported --quantize {quantize!r}; the only choice is int8")
-    if atol <= 0 or max_flips < 0:
-        raise ExportError("--atol must be positive and --max-flips non-negative")
+    opsets = check_options(opsets=opsets, atol=atol, max_flips=max_flips, quantize=quantize, seed=seed)
     run, card = find_run(model_id, runs)
+    if out is not None:
+        output_dir(Path(out), "--out")
     out_dir = ensure_writable_dir(run if out is None else Path(out) / run.name, "output directory")
     model = load_checkpoint(run, card)
     ckpt_sha = card["model_sha256"]
@@ -401,7 +375,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         describe(proto, _onnx_card(card, ds, ckpt_sha, opset))
         onnx.checker.check_model(proto, full_check=True)
         path = out_dir / ("model.onnx" if i == 0 else f"model.opset{opset}.onnx")
-        parity = compare(keras_probs, predict_onnx(session(proto), ds.x_test), ds.y_test,
+        parity = compare(keras_probs, predict_onnx(make_session(proto), ds.x_test), ds.y_test,
                          atol=atol, max_flips=max_flips)
         results[str(opset)] = {"file": path.name, **asdict(parity)}
         if parity.passed:
@@ -410,10 +384,12 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
             files.append(path)
         else:
             path.unlink(missing_ok=True)
-            failures.append(f"opset {opset}: {parity.flipped} flipped, max |diff| {parity.max_abs_diff:.2e}")
+            failures.append(f"opset {opset}: {parity.flipped} flipped ({parity.ties} ties), "
+                            f"max |diff| {parity.max_abs_diff:.2e}")
 
     record = {"model": run.name, "checkpoint_sha256": ckpt_sha, "dataset": ds.name, "test_images": len(ds.y_test),
-              "tolerance": {"atol": atol, "max_flips": max_flips}, "opsets": results,
+              "tolerance": {"atol": atol, "max_flips": max_flips, "tie_margin": tie_margin(atol)},
+              "opsets": results,
               "conversion": {"route": CONVERSION_ROUTE, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
                              "onnxruntime": ort.__version__, "tensorflow": tf.__version__},
               "environment": environment()}
@@ -428,7 +404,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         tmp.write_text(json.dumps(record, indent=2) + "\n")
     if failures:
         raise ParityError(f"{run.name}: ONNX does not match Keras within max |diff| <= {atol:g} and "
-                          f"<= {max_flips} flips ({'; '.join(failures)}); see {out_dir / 'export.json'}")
+                          f"<= {max_flips} flips outside ties ({'; '.join(failures)}); see {out_dir / 'export.json'}")
     return ExportResult(run.name, out_dir, files, record)
 
 
@@ -442,7 +418,7 @@ def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
         int8.unlink(missing_ok=True)
         return {"file": None, "skipped": "the only matmul is the classifier head, which stays float32; "
                                          "an int8 file would only add conversions"}
-    fp32_sess, int8_sess = session(fp32), session(int8)
+    fp32_sess, int8_sess = make_session(fp32), make_session(int8)
     acc = {name: float((predict_onnx(s, ds.x_test).argmax(1) == ds.y_test).mean())
            for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
     from .evaluate import onnx_latency  # evaluate builds on this module

@@ -21,6 +21,7 @@ pack, a hub and the download cache share one layout, written by :func:`publish`:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,10 +35,10 @@ import numpy as np
 
 from . import data
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
-from .errors import DataError, MnistZooError, VerificationError
-from .evaluate import make_session, open_model
-from .export import predict_onnx
-from .train import runs_dir
+from .errors import DataError, InvalidInput, MnistZooError, VerificationError, literal
+from .records import read_json
+from .runs import runs_dir
+from .runtime import make_session, open_model, predict_onnx
 from .zoo.registry import get_model_class
 
 HUB_ENV = "MNISTZOO_HUB"
@@ -46,6 +47,8 @@ MANIFEST = "manifest.json"
 KINDS = {"onnx": "model.onnx", "keras": "model.keras", "card": "card.json"}
 STARTER = Path(__file__).with_name("starter")
 SHAPES = "(28,28), (N,28,28), (N,784) or (N,28,28,1)"
+MAX_PIXELS = 40_000_000  # a picture larger than this (e.g. a decompression bomb) is refused before decoding
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,28 @@ def _picture_pixels(item: Any) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not _is_picture(item):
+        name = literal(item)
+        if Path(item).is_dir():
+            raise ValueError(f"image {name}: is a directory; give PNG or JPEG files")
         try:
-            with Image.open(item, formats=["PNG", "JPEG"]) as picture:
-                return _picture_pixels(picture)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(item, formats=["PNG", "JPEG"]) as picture:
+                    return _picture_pixels(picture)
         except FileNotFoundError:
-            raise ValueError(f"image {item}: no such file") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"image {item}: not a readable PNG or JPEG file ({type(exc).__name__})") from None
-    grey = item.convert("L")
+            raise ValueError(f"image {name}: no such file") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+                SyntaxError) as exc:
+            raise ValueError(f"image {name}: not a readable PNG or JPEG file, or truncated "
+                             f"({type(exc).__name__}); give an intact PNG or JPEG") from None
+    if item.width * item.height > MAX_PIXELS:
+        raise ValueError(f"image of {item.width}x{item.height} pixels: larger than the {MAX_PIXELS:,} pixels "
+                         "accepted (a decompression bomb?); scale the picture down first")
+    try:
+        grey = item.convert("L")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"image: cannot decode its pixels, the file is truncated or corrupt "
+                         f"({type(exc).__name__}); give an intact PNG or JPEG") from None
     if grey.size != (28, 28):
         grey = grey.resize((28, 28), Image.Resampling.LANCZOS)
     return np.asarray(grey, dtype=np.uint8)
@@ -131,10 +148,10 @@ class Classifier:
     def __init__(self, path: Path, source: str = "file", threads: int | None = None) -> None:
         proto, card = open_model(path)
         if card is None:
-            raise MnistZooError(f"{path} has no mnistzoo card; load files written by `mnistzoo export`")
+            raise InvalidInput(f"{path} has no mnistzoo card; load files written by `mnistzoo export`")
         self.path, self.source, self.card = Path(path), source, card
         self.class_names: list[str] = list(card["class_names"])
-        self._session = make_session(proto.SerializeToString(), "cpu", threads)
+        self._session = make_session(proto, "cpu", threads, origin=path)
 
     def predict_proba(self, images: Any, *, invert: bool = False) -> np.ndarray:
         """Class probabilities, float32 (N,10)."""
@@ -166,8 +183,8 @@ def load_pretrained(model_id: str, version: int | None = None, backend: str = "o
         return keras.models.load_model(path)  # safe mode: no code is deserialised
     classifier = Classifier(path, source)
     if not classifier.card.get("recipe_is_original", False):
-        warnings.warn(f"{classifier.card['id']} from {source} was not trained with its full recipe "
-                      f"(recipe {classifier.card['recipe']})", stacklevel=2)
+        log.warning("warning: %s from %s was not trained with its full recipe (recipe %s)",
+                    classifier.card["id"], source, classifier.card.get("recipe"))
     return classifier
 
 
@@ -200,14 +217,17 @@ def _in_runs(model_id: str, version: int, kind: str, runs: Path | None = None) -
     if not (run / "card.json").is_file() or not path.is_file():
         return None
     if kind == "onnx":
-        record = json.loads((run / "export.json").read_text()) if (run / "export.json").is_file() else {}
+        if not (run / "export.json").is_file():
+            return None
+        record = read_json(run / "export.json", "export", f"re-export with `mnistzoo export {model_id}`")
         expected = next((o.get("sha256") for o in record.get("opsets", {}).values()
                          if o.get("file") == path.name and o.get("passed")), None)
         if expected is None:
             return None
         advice = f"re-export with `mnistzoo export {model_id}`"
     elif kind == "keras":
-        expected = json.loads((run / "card.json").read_text()).get("model_sha256")
+        expected = read_json(run / "card.json", "card", f"retrain with `mnistzoo train {model_id} --force`")[
+            "model_sha256"]
         advice = f"retrain with `mnistzoo train {model_id} --force`"
     else:
         return path

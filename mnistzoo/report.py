@@ -21,6 +21,9 @@ import base64
 import html
 import json
 import operator
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +32,11 @@ import numpy as np
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
-from ._io import atomic_path, ensure_writable_dir
+from ._checks import output_dir
+from ._io import atomic_path
 from ._plot import pyplot, save_png
-from .errors import MnistZooError
+from .errors import InvalidInput, MnistZooError, literal
+from .records import read_json
 from .evaluate import plot_confusion
 from .zoo import get_model, list_models
 from .zoo.base import ZooModel
@@ -51,12 +56,10 @@ Cell = tuple[str, float | None]  # (text shown, sort key)
 # ---------------------------------------------------------------- records
 
 
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise MnistZooError(f"{path}: unreadable record ({type(exc).__name__}); rebuild it or delete its "
-                            "run directory") from None
+def _read_json(path: Path) -> dict | list:
+    """A run record (``card.json``, ``history.json``, ...), checked; a bad one names the fix."""
+    return read_json(path, path.stem, "rebuild it (retrain, re-export or re-evaluate its model) or delete its "
+                                      "run directory")
 
 
 def find_runs(runs: Path) -> dict[str, tuple[Path, dict]]:
@@ -67,7 +70,7 @@ def find_runs(runs: Path) -> dict[str, tuple[Path, dict]]:
     found = {}
     for card_path in sorted(runs.glob("*/card.json")):
         card = _read_json(card_path)
-        if isinstance(card, dict) and latest.get(card.get("id")) == card.get("version"):
+        if latest.get(card["id"]) == card["version"]:
             found[card["id"]] = card_path.parent, card
     return found
 
@@ -358,12 +361,14 @@ def _latency_b1(entry: Entry) -> float | None:
     return next((row["p50_ms"] for row in record["latency"] if row["batch_size"] == 1), None) if record else None
 
 
-def _parity(entry: Entry) -> tuple[float | None, float | None]:
+def _parity(entry: Entry) -> tuple[Cell, Cell]:
+    """Flipped predictions (with ties, where the record counts them) and the largest probability difference."""
     record = entry.record("export.json")
     if not record:
-        return None, None
+        return _num(None, "d"), _num(None, ".1e")
     first = next(iter(record["opsets"].values()))
-    return first["flipped"], first["max_abs_diff"]
+    ties = f" ({first['ties']} ties)" if first.get("ties") else ""
+    return (f"{first['flipped']}{ties}", first["flipped"]), _num(first["max_abs_diff"], ".1e")
 
 
 def _int8_delta(entry: Entry) -> Cell:
@@ -385,7 +390,7 @@ def leaderboard(entries: list[Entry]) -> TableData:
                      _num(e.stats.params_total, ","), _num(e.stats.macs, ","),
                      _num(ours, ".4f"), _num(theirs, ".4f"),
                      _pp(None if ours is None or theirs is None else ours - theirs),
-                     _num(flips, "d"), _num(max_diff, ".1e"), _num(_latency_b1(e), ".3f"), _int8_delta(e)])
+                     flips, max_diff, _num(_latency_b1(e), ".3f"), _int8_delta(e)])
     return _table(["model", "study", "status", "params", "MACs/image", "test acc (ours)", "test acc (notebook)",
                    "Δ", "ONNX flips", "ONNX max |Δp|", "ORT batch-1 p50 ms", "int8 Δ acc"], rows)
 
@@ -478,11 +483,38 @@ def build_report(runs: Path, out: Path, study: str | None = None) -> Path:
     """Write ``out/index.html``, ``out/README.md`` and ``out/img/``; return the HTML page's path."""
     if study is not None and study not in STUDIES:
         raise MnistZooError(f"unknown study '{study}'; choose one of: {', '.join(STUDIES)}")
+    out = output_dir(Path(out), "--out")
     entries = load_entries(runs, study)
     if not any(e.trained for e in entries):
         raise MnistZooError(f"{runs}: no run trained with its full recipe{f' in study {study}' if study else ''}; "
                             "train one with `mnistzoo train ID`, or point --runs at results/")
-    img = ensure_writable_dir(out, "output directory") / "img"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        try:
+            _write_report(entries, study, stage)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # a record lacks a field
+            raise InvalidInput(f"{runs}: a run record lacks what the report needs ({type(exc).__name__}: "
+                               f"{literal(exc)}); rebuild the run's records (re-export, re-evaluate) or remove "
+                               "the run, then report again") from None
+        _move_into(stage, out, ("img", "index.html", "README.md"))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / "index.html"
+
+
+def _move_into(stage: Path, out: Path, names: tuple[str, ...]) -> None:
+    """Move a finished report's files from ``stage`` into ``out``, replacing an older report's, keeping the rest."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target, old = out / name, stage / f".old-{name}"
+        if target.is_dir():
+            os.replace(target, old)
+        os.replace(stage / name, target)
+
+
+def _write_report(entries: list[Entry], study: str | None, out: Path) -> None:
+    img = out / "img"
     sections = []
     for name in [study] if study else STUDIES:
         info = study_info(name)
@@ -498,7 +530,6 @@ def build_report(runs: Path, out: Path, study: str | None = None) -> Path:
         tmp.write_text(render_html(sections, board, env, when), encoding="utf-8")
     with atomic_path(out / "README.md") as tmp:
         tmp.write_text(render_markdown(sections, board, env, when, out), encoding="utf-8")
-    return page
 
 
 def _environment(entries: list[Entry]) -> str:

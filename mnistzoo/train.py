@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import sys
 import time
 import types
@@ -24,10 +25,14 @@ import numpy as np
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
+from ._checks import output_dir, positive_int
+from ._checks import seed as check_seed
 from ._env import environment
-from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
+from ._io import atomic_path, ensure_writable_dir, sha256_file
 from ._plot import pyplot, save_png
-from .errors import MnistZooError
+from .errors import InvalidInput, MnistZooError
+from .records import read_json
+from .runs import runs_dir
 from .zoo import ZooModel, get_model
 from .zoo.specs import Recipe
 
@@ -61,19 +66,39 @@ class TrainResult:
     skipped: bool = False
 
 
-def runs_dir(out: Path | None = None) -> Path:
-    """Where run directories live: ``--out`` or ``$MNISTZOO_HOME/runs``."""
-    return Path(out) if out is not None else zoo_home() / "runs"
-
-
 def _write_json(path: Path, obj: object) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and value <= 0:
-        raise MnistZooError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+def _differences(asked: dict, found: dict) -> str:
+    """``epochs 2 (it has 15), seed 1 (it has 0)``: the settings that differ between two configs."""
+    keys = sorted(k for k in asked.keys() | found.keys() if asked.get(k) != found.get(k))
+    return ", ".join(f"{k.replace('_', '-')} {asked.get(k)} (it has {found.get(k)})" for k in keys)
+
+
+def _flat(config: TrainConfig) -> dict:
+    """A config as the flat settings a user chooses: the recipe's fields, seed, limit, precision."""
+    return {**asdict(config.recipe), "seed": config.seed, "limit": config.limit, "precision": config.precision}
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Restore Python's and numpy's global random states and TensorFlow's op determinism after the block.
+
+    TensorFlow's global seed cannot be read back: it stays set to the run's seed.
+    """
+    from tensorflow.python.framework import config as tf_config  # the public API cannot read the flag back
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    deterministic = tf_config.is_op_determinism_enabled()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if not deterministic:
+            tf_config.disable_op_determinism()
 
 
 def _splits(recipe: Recipe, limit: int | None) -> tuple[np.ndarray, ...]:
@@ -186,6 +211,17 @@ def _save_model(model: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_options(model_id: str, *, epochs: int | None = None, batch_size: int | None = None,
+                  seed: int = DEFAULT_SEED, limit: int | None = None, precision: str = "float32") -> ZooModel:
+    """The zoo model ``train`` would train, after every option was checked (before any work starts)."""
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--limit", limit)):
+        positive_int(name, value)
+    check_seed(seed)
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"unknown --precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    return get_model(model_id)
+
+
 def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = None, seed: int = DEFAULT_SEED,
           limit: int | None = None, out: Path | None = None, restart: bool = False, force: bool = False,
           precision: str = "float32", on_epoch: EpochReport | None = None,
@@ -193,47 +229,76 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     """Train ``model_id`` with its recipe (or the overrides given); resume a killed run where it stopped.
 
     ``precision="mixed_bfloat16"`` computes in bfloat16 with float32 weights (faster on CPUs with
-    AVX512-BF16 or AMX); the saved ``model.keras`` is float32 either way.
+    AVX512-BF16 or AMX); the saved ``model.keras`` is float32 either way. A finished run is returned
+    as it is only when asked for the same settings (else an error, or ``force=True`` retrains). Python's
+    and numpy's global random states and TensorFlow's op determinism are restored afterwards;
+    TensorFlow's global seed is left at ``seed``.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("limit", limit)):
-        _positive(name, value)
-    if precision not in PRECISIONS:
-        raise MnistZooError(f"unknown --precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    zoo_model: ZooModel = get_model(model_id)
+    zoo_model = check_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
+                              precision=precision)
     spec = zoo_model.spec
     recipe = replace(spec.recipe, epochs=epochs or spec.recipe.epochs, batch_size=batch_size or spec.recipe.batch_size)
     config = TrainConfig(zoo_model.name, recipe, seed, limit, precision)
+    if out is not None:
+        output_dir(Path(out), "--out")
     run = ensure_writable_dir(runs_dir(out) / zoo_model.name, "output directory")
     card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
 
     if card_path.exists() and not force:
-        card = json.loads(card_path.read_text())
-        return TrainResult(run, card, json.loads((run / "history.json").read_text()), card["epochs_run"], skipped=True)
+        fix = f"retrain with `mnistzoo train {zoo_model.id} --force`"
+        card = read_json(card_path, "card", fix)
+        done = {**card["recipe"], "seed": card["seed"], "limit": card["overrides"].get("limit"),
+                "precision": card.get("precision", "float32")}
+        if done != _flat(config):
+            raise InvalidInput(f"{run} already holds a finished run with other settings: asked for "
+                               f"{_differences(_flat(config), done)}; add --force to retrain it with these, or "
+                               "--out DIR to keep both")
+        return TrainResult(run, card, read_json(run / "history.json", "history", fix), card["epochs_run"],
+                           skipped=True)
     if restart or force:
         for path in (card_path, state_path, ckpt_path):
             path.unlink(missing_ok=True)
+    with _process_state_kept():
+        return _train(zoo_model, config, run, on_epoch, on_step)
 
+
+def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochReport | None,
+           on_step: StepReport | None) -> TrainResult:
+    """Train (or resume) the run in ``run`` to the end and write its card."""
+    spec, recipe, seed, limit, precision = zoo_model.spec, config.recipe, config.seed, config.limit, config.precision
+    card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    history: list[dict] = []
+    if state_path.exists():
+        state = read_json(state_path, "state", "add --restart to discard the partial run")
+        try:
+            found = _flat(TrainConfig(state["config"]["model"], Recipe(**state["config"]["recipe"]),
+                                      state["config"]["seed"], state["config"]["limit"],
+                                      state["config"]["precision"]))
+        except (KeyError, TypeError):
+            raise InvalidInput(f"{state_path}: its config is missing or mistyped fields; add --restart to discard "
+                               "the partial run") from None
+        if found != _flat(config):
+            raise InvalidInput(f"{run} holds a partial run with other settings: asked for "
+                               f"{_differences(_flat(config), found)}; rerun with its settings to resume, or add "
+                               "--restart to discard it")
+        if not ckpt_path.is_file():
+            raise InvalidInput(f"{ckpt_path}: missing beside its state.json; restore it to resume, or add --restart "
+                               "to discard the partial run")
+        try:
+            if sha256_file(ckpt_path) != state["checkpoint_sha256"]:
+                raise ValueError("checkpoint hash differs from state.json")
+            model = keras.models.load_model(ckpt_path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+            raise InvalidInput(f"{ckpt_path}: corrupt checkpoint ({type(exc).__name__}); "
+                               "add --restart to discard the partial run") from None
+        history = state["history"]
     x, y, x_val, y_val, ds = _splits(recipe, limit)
     train_batches, validation = _Batches(x, y), _Batches(x_val, y_val)(EVAL_BATCH)
     steps = -(-len(x) // recipe.batch_size)
 
-    history: list[dict] = []
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        if state.get("config") != json.loads(json.dumps(asdict(config))):
-            raise MnistZooError(f"{run} holds a partial run with other settings; "
-                                "rerun with the same options or add --restart to discard it")
-        try:
-            model = keras.models.load_model(ckpt_path)
-            if sha256_file(ckpt_path) != state["checkpoint_sha256"]:
-                raise ValueError("checkpoint hash differs from state.json")
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-            raise MnistZooError(f"{ckpt_path}: corrupt checkpoint ({type(exc).__name__}); "
-                                "add --restart to discard the partial run") from None
-        history = state["history"]
-    else:
+    if not history:
         with _dtype_policy(precision):
             model = zoo_model.build()
         model.compile(optimizer=_optimizer(recipe), loss=recipe.loss, metrics=["accuracy"],
@@ -266,6 +331,8 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",
                  run / "curves.png")
     ref = asdict(spec.reference)
+    epochs, batch_size = (None if recipe.epochs == spec.recipe.epochs else recipe.epochs,
+                          None if recipe.batch_size == spec.recipe.batch_size else recipe.batch_size)
     ours = {"test_accuracy": test_acc, "test_loss": test_loss, "train_accuracy": history[-1]["accuracy"]}
     trained_epochs = len(history) - resumed_from
     card = {

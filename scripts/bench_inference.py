@@ -24,8 +24,9 @@ from pathlib import Path
 
 from mnistzoo import data
 from mnistzoo._env import environment
-from mnistzoo.evaluate import evaluate, keras_latency, make_session, onnx_latency, time_runs
-from mnistzoo.train import runs_dir
+from mnistzoo.evaluate import evaluate, keras_latency, onnx_latency, time_runs
+from mnistzoo.runtime import make_session
+from mnistzoo.runs import runs_dir
 from mnistzoo.zoo import get_model
 from mnistzoo.zoo.stats import model_stats
 

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from mnistzoo.pretrained import STARTER, publish
-from mnistzoo.train import runs_dir
+from mnistzoo.runs import runs_dir
 
 MODELS = ("mlp3_dropout_bn", "cnn3_k5", "fashion_mlp2", "softmax_sgd")
 MAX_BYTES = 5_000_000

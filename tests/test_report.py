@@ -153,12 +153,12 @@ def test_report_errors(runs: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_one_line_error(run_cli("report", "--runs", str(RESULTS), "--study", "init", "--out", str(blocker)),
-                          2, "not writable")
+                          2, "is a file, not a directory")
     broken = tmp_path / "broken"
     shutil.copytree(RESULTS / "mlp2", broken / "mlp2")
     (broken / "mlp2" / "eval.json").write_text("{not json")
     assert_one_line_error(run_cli("report", "--runs", str(broken), "--out", str(tmp_path / "b")),
-                          2, "eval.json: unreadable record")
+                          2, "eval.json: unreadable or not JSON")
     assert not (tmp_path / "b" / "index.html").exists()
 
 

@@ -136,7 +136,7 @@ def test_bad_arguments(args: list[str], fragment: str) -> None:
 def test_unwritable_out_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_one_line_error(run_cli("train", "mlp2", "--out", str(blocker)), 2, "is not writable")
+    assert_one_line_error(run_cli("train", "mlp2", "--out", str(blocker)), 2, "is a file, not a directory")
 
 
 def test_disk_full_while_checkpointing_keeps_previous_checkpoint(home: Path, tmp_path: Path,

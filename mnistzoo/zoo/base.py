@@ -22,8 +22,8 @@ from typing import ClassVar
 from .. import _tf  # noqa: F401 - quiet TensorFlow start-up
 import keras
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
+from ..contract import INPUT_NAME, OUTPUT_NAME  # noqa: E402
+
 L2_REG = 1e-5
 
 
@@ -92,7 +92,7 @@ class ZooModel:
         """This model's recipe, provenance and reference results from zoo_specs/."""
         from .specs import get_spec
 
-        return get_spec(self.id)
+        return get_spec(self.id, self.version)
 
     def build(self) -> keras.Model:
         """A fresh, untrained Keras model with the zoo's input contract."""

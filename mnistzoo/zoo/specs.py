@@ -2,7 +2,8 @@
 
 One TOML file per study: ``[study]`` (notebook, notes, and ``[study.recipe]`` shared by its
 models) and ``[models.<id>]`` (version, section, variable, reference, notes, and an optional
-``recipe`` table overriding the study's). The files ship inside the wheel as ``mnistzoo.zoo_specs``.
+``recipe`` table overriding the study's). A later version of a model is its own table,
+``[models."<id>@<version>"]``, so every version keeps its recipe. The files ship inside the wheel as ``mnistzoo.zoo_specs``.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def _recipe(table: dict, where: str) -> Recipe:
         raise SpecError(f"{where}: field 'optimizer' must be one of {', '.join(OPTIMIZERS)}, got {recipe.optimizer!r}")
     if recipe.batch_size <= 0 or recipe.epochs <= 0:
         raise SpecError(f"{where}: fields 'batch_size' and 'epochs' must be positive")
+    if recipe.validation_images is not None and recipe.validation_images <= 0:
+        raise SpecError(f"{where}: field 'validation_images' must be positive when given")
     if recipe.validation not in ("test", "split") or (recipe.validation == "split") != bool(recipe.validation_images):
         raise SpecError(f"{where}: field 'validation' must be 'test', or 'split' with a positive validation_images")
     return recipe
@@ -128,21 +131,28 @@ def _toml(path: Path, text: str) -> dict:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
 
 
-def parse_study(path: Path, text: str) -> dict[str, ModelSpec]:
+SpecKey = tuple[str, int]  # (id, version)
+
+
+def parse_study(path: Path, text: str) -> dict[SpecKey, ModelSpec]:
     """Parse one study file; every error names the file, the model id and the field."""
     study = path.stem
     doc = _toml(path, text)
     head = _field(doc, "study", dict, f"{path}")
     base_recipe = _field(head, "recipe", dict, f"{path}: [study]")
     specs = {}
-    for model_id, table in _field(doc, "models", dict, f"{path}").items():
-        where = f"{path}: models.{model_id}"
+    for key, table in _field(doc, "models", dict, f"{path}").items():
+        where = f"{path}: models.{key}"
         if not isinstance(table, dict):
             raise SpecError(f"{where}: must be a table")
+        model_id, _, key_version = key.partition("@")
+        version = _field(table, "version", int, where)
+        if key_version and key_version != str(version):
+            raise SpecError(f"{where}: field 'version' is {version}, but the table is named for version {key_version}")
         ref = _field(table, "reference", dict, where)
-        specs[model_id] = ModelSpec(
+        specs[model_id, version] = ModelSpec(
             id=model_id,
-            version=_field(table, "version", int, where),
+            version=version,
             study=study,
             recipe=_recipe(base_recipe | _field(table, "recipe", dict, where, {}), where),
             provenance=Provenance(
@@ -190,31 +200,33 @@ def _root(directory: Path | None) -> Path:
     return Path(directory) if directory else resources.files("mnistzoo.zoo_specs")
 
 
-def load_specs(directory: Path | None = None) -> dict[str, ModelSpec]:
-    """Every model spec, from ``directory`` or the packaged ``mnistzoo.zoo_specs``."""
+def load_specs(directory: Path | None = None) -> dict[SpecKey, ModelSpec]:
+    """Every model spec by (id, version), from ``directory`` or the packaged ``mnistzoo.zoo_specs``."""
     root = _root(directory)
-    specs: dict[str, ModelSpec] = {}
+    specs: dict[SpecKey, ModelSpec] = {}
     for study in STUDIES:
         path, text = _study_path(root, study)
-        for model_id, spec in parse_study(path, text).items():
-            if model_id in specs:
-                raise SpecError(f"{path}: models.{model_id}: id already defined in {specs[model_id].study}.toml")
-            specs[model_id] = spec
+        for key, spec in parse_study(path, text).items():
+            if key in specs:
+                raise SpecError(f"{path}: models.{key[0]}: id already defined in {specs[key].study}.toml")
+            specs[key] = spec
     return specs
 
 
 @functools.cache
-def all_specs() -> dict[str, ModelSpec]:
+def all_specs() -> dict[SpecKey, ModelSpec]:
     """The packaged specs, loaded once."""
     return load_specs()
 
 
-def get_spec(model_id: str) -> ModelSpec:
-    """The spec of one model id."""
+def get_spec(model_id: str, version: int) -> ModelSpec:
+    """The spec of one model version."""
     try:
-        return all_specs()[model_id]
+        return all_specs()[model_id, version]
     except KeyError:
-        raise SpecError(f"zoo_specs has no entry for model '{model_id}'; add [models.{model_id}] to a study file") from None
+        table = model_id if version == 1 else f'"{model_id}@{version}"'
+        raise SpecError(f"zoo_specs has no entry for model {model_id}@{version}; add [models.{table}] to a study "
+                        "file") from None
 
 
 @functools.cache
