@@ -72,7 +72,7 @@ def data_fetch(
     names = _names(name)
     if from_path is not None and len(names) != 1:
         raise MnistZooError("--from needs one dataset name (mnist or fashion_mnist), not 'all'")
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         for n in names:
             task = progress.add_task(n, total=None)

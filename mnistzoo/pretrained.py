@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import data
+from ._checks import output_dir
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
 from .errors import DataError, InvalidInput, MnistZooError, VerificationError, literal
 from .records import read_json
@@ -367,6 +368,7 @@ def publish(directory: Path, names: list[str] | None = None, *, runs: Path | Non
 
     Entries of other models already in the hub are kept, so a hub can grow one model at a time.
     """
+    output_dir(Path(directory), "DIR")
     names = names or published_runs(runs)
     if not names:
         raise MnistZooError(f"no exported models in {runs_dir(runs)}; run `mnistzoo train ID && mnistzoo export ID` "

@@ -20,6 +20,7 @@ from homes import using_home
 from mnistzoo import MnistZooError, VerificationError, data, load_pretrained
 from mnistzoo import pretrained
 from mnistzoo._io import sha256_file
+from mnistzoo.parity import ATOL, tie_margin
 
 STARTER_IDS = ("mlp3_dropout_bn", "cnn3_k5", "fashion_mlp2", "softmax_sgd")
 
@@ -96,8 +97,11 @@ def test_starter_model_loads_offline_and_scores_its_card(model_id: str, datasets
     card = json.loads((pretrained.STARTER / model_id / "v1" / "card.json").read_text())
     monkeypatch.setenv("MNISTZOO_HOME", str(datasets_home))
     ds = data.load(card["dataset"]["name"])
-    accuracy = float((classifier.predict(ds.x_test) == ds.y_test).mean())
-    assert accuracy == pytest.approx(card["results"]["test_accuracy"], abs=5e-5)  # under one image in 10,000
+    probs = classifier.predict_proba(ds.x_test)
+    accuracy = float((probs.argmax(1) == ds.y_test).mean())
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    ties = int((top2[:, 1] - top2[:, 0] <= tie_margin(ATOL)).sum())  # another CPU's rounding may swap these
+    assert abs(accuracy - card["results"]["test_accuracy"]) <= (ties + 0.5) / len(ds.y_test)
     assert classifier.class_names == list(ds.class_names)
 
 
