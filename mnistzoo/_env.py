@@ -1,33 +1,50 @@
-"""The environment fingerprint recorded with every result: library versions and hardware."""
+"""The environment fingerprint recorded with every result: library versions and hardware.
+
+Versions come from the installed distributions, so recording them imports nothing heavy;
+GPUs are listed by TensorFlow when it is already loaded (training, export), else by onnxruntime.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import _tf  # noqa: F401 - quiet TensorFlow start-up
+from . import __version__
 
-from . import __version__  # noqa: E402
+LIBRARIES = ("tensorflow", "keras", "numpy", "tf2onnx", "onnxruntime", "onnx")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf2onnx  # noqa: E402
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` says."""
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def _gpus() -> list[str] | None:
+    if "tensorflow" in sys.modules:
+        gpus = [d.name for d in sys.modules["tensorflow"].config.list_physical_devices("GPU")]
+    else:
+        import onnxruntime
+
+        gpus = [p for p in onnxruntime.get_available_providers() if p in ("CUDAExecutionProvider",
+                                                                          "ROCMExecutionProvider")]
+    return gpus or None
 
 
 def environment() -> dict:
     """Library versions and hardware, recorded with every result."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"mnistzoo": __version__, "cpu": cpu, "cores": os.cpu_count(), "gpu": gpus or None,
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "onnx": onnx.__version__}
+    return {"mnistzoo": __version__, "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": _gpus(),
+            "python": platform.python_version(), **{name: _version(name) for name in LIBRARIES}}

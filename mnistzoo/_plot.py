@@ -8,7 +8,10 @@ from ._io import atomic_path
 
 
 def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported on first use
-    """``matplotlib.pyplot`` on the Agg backend (headless)."""
+    """``matplotlib.pyplot`` on the Agg backend (headless); without the training extra, a one-line error."""
+    from ._extras import require_train_extra
+
+    require_train_extra("plots", ("matplotlib",))
     import matplotlib
 
     matplotlib.use("Agg")

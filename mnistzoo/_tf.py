@@ -1,4 +1,7 @@
-"""Import TensorFlow/Keras once, with the native start-up log lines (oneDNN, CUDA probing) kept off stderr."""
+"""Import TensorFlow/Keras once, with the native start-up log lines (oneDNN, CUDA probing) kept off stderr.
+
+Training, export and reports need the ``train`` extra; without it, importing them is a one-line error.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+
+from ._extras import require_train_extra
 
 
 @contextlib.contextmanager
@@ -23,6 +28,7 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+require_train_extra("training, export, Keras parity and reports")
 with native_stderr_silenced():
     import keras  # noqa: F401
     import tensorflow as tf

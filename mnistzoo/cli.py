@@ -113,7 +113,7 @@ def _model_record(model_id: str) -> dict:
 
     model = get_model(model_id)
     spec = model.spec
-    stats = model_stats(model.build())
+    stats = model_stats(model)
     return {"id": model.id, "version": model.version, "study": model.study, "dataset": spec.recipe.dataset,
             **stats.to_dict(), "reference": asdict(spec.reference)}
 
@@ -154,7 +154,7 @@ def show_cmd(
     from .zoo.stats import model_stats
 
     model = get_model(model_id)
-    stats = model_stats(model.build())
+    stats = model_stats(model)
     spec = model.spec
     if as_json:
         print(json.dumps({"id": model.id, "version": model.version, "study": model.study,

@@ -8,9 +8,7 @@ recorded beside an environment fingerprint.
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +18,13 @@ from ._checks import output_dir, positive_float, positive_int
 from ._env import environment
 from ._io import sha256_file
 from ._plot import pyplot, save_png
-from .contract import INPUT_NAME, OUTPUT_NAME
 from .errors import InvalidInput, MnistZooError
-from .export import predict_keras
 from .parity import ATOL, compare, tie_margin
 from .runs import runs_dir
-from .runtime import OPT_LEVEL, make_session, open_model, predict_onnx
-
-import keras  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from .runtime import OPT_LEVEL, onnx_latency, open_model
 
 DEFAULT_BATCH_SIZES = (1, 32, 256)
 INT8_MAX_ACCURACY_DROP = 0.01  # a quantized file is judged by accuracy, not by exact probabilities
-
-
-@dataclass(frozen=True)
-class Latency:
-    batch_size: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    images_per_s: float
-    provider: str
-    threads: int
-    runs: int
 
 
 def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -56,55 +36,6 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict:
     return {"accuracy": float((pred == labels).mean()), "loss": loss,
             "per_class_accuracy": (confusion.diagonal() / confusion.sum(1)).tolist(),
             "confusion_matrix": confusion.tolist()}
-
-
-def _percentiles(times: list[float], batch: int, provider: str, threads: int) -> Latency:
-    ms = np.array(times) * 1e3
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return Latency(batch, float(p50), float(p90), float(p99), batch * len(ms) / (ms.sum() / 1e3),
-                   provider, threads, len(ms))
-
-
-def time_runs(fn, runs: int, warmup: int, seconds: float | None) -> list[float]:
-    """Per-call wall times of ``fn`` after ``warmup`` calls: ``runs`` calls, or as many as fit in ``seconds``."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < runs if seconds is None else time.perf_counter() - started < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def onnx_latency(sess: ort.InferenceSession, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
-                 warmup: int = 20, seconds: float | None = None) -> list[Latency]:
-    provider = sess.get_providers()[0]
-    threads = int(sess.get_session_options().intra_op_num_threads)
-    rows = []
-    for batch in batch_sizes:
-        x = np.ascontiguousarray(images[np.arange(batch) % len(images)], dtype=np.float32)
-        feed = {INPUT_NAME: x}
-        rows.append(_percentiles(time_runs(lambda: sess.run([OUTPUT_NAME], feed), runs, warmup, seconds),
-                                 batch, provider, threads))
-    return rows
-
-
-def keras_latency(model: keras.Model, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
-                  warmup: int = 20, seconds: float | None = None, with_predict: bool = True) -> list[Latency]:
-    """The Keras model on the same batches, under ``tf.function`` and (unless told not to) ``model.predict``."""
-    serve = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
-    rows = []
-    for batch in batch_sizes:
-        x = tf.constant(images[np.arange(batch) % len(images)], dtype=tf.float32)
-        rows.append(_percentiles(time_runs(lambda: serve(x).numpy(), runs, warmup, seconds),
-                                 batch, "keras tf.function", threads))
-        if with_predict:
-            rows.append(_percentiles(time_runs(lambda: model.predict(x, verbose=0), max(runs // 4, 5),
-                                               max(warmup // 4, 2), seconds), batch, "keras model.predict", threads))
-    return rows
 
 
 def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
@@ -149,7 +80,8 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     positive_float("--atol", atol)
     if plots is not None:
         output_dir(Path(plots), "--plots")
-    proto, card = open_model(path)
+    model = open_model(path, provider, threads)
+    card = model.card
     name = dataset or (card or {}).get("dataset")
     if name is None:
         raise MnistZooError(f"{path} has no mnistzoo card; say which test set to use with --dataset mnist|fashion_mnist")
@@ -160,20 +92,18 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     if compare_keras and ckpt is None:
         raise MnistZooError(f"--compare-keras needs the Keras checkpoint of {path}; give it with --keras PATH")
     ds = data.load(name)
-    sess = make_session(proto, provider, threads, origin=path)
-    probs = predict_onnx(sess, ds.x_test)
+    sess = model.session
+    probs = model.predict(ds.x_test)
     result: dict = {"model": str(path), "id": (card or {}).get("id"), "dataset": ds.name, "images": len(ds.y_test),
                     **accuracy_report(probs, ds.y_test)}
 
     keras_model = None
-    if ckpt is not None:
-        try:
-            keras_model = keras.models.load_model(ckpt)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-            raise MnistZooError(f"{ckpt}: cannot load the Keras checkpoint ({type(exc).__name__}); "
-                                "give a .keras file saved by mnistzoo with --keras") from None
+    if ckpt is not None:  # only now is TensorFlow imported (the training extra)
+        from .keras_runtime import load_keras, predict_keras
+
+        keras_model = load_keras(ckpt)
         parity = asdict(compare(predict_keras(keras_model, ds.x_test), probs, ds.y_test, atol=atol))
-        quantized = any(node.op_type == "QuantizeLinear" for node in proto.graph.node)
+        quantized = _quantized(path)
         if quantized:
             parity["passed"] = parity["accuracy_delta"] >= -INT8_MAX_ACCURACY_DROP
         ckpt_sha = sha256_file(ckpt)
@@ -187,6 +117,8 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
         result["parity"] = None
     result["latency"] = [asdict(r) for r in onnx_latency(sess, ds.x_test, batch_sizes, runs=runs, seconds=seconds)]
     if compare_keras:
+        from .keras_runtime import keras_latency
+
         result["keras_latency"] = [asdict(r) for r in keras_latency(keras_model, ds.x_test, batch_sizes, runs=runs,
                                                                     seconds=seconds)]
     result["environment"] = {**environment(), "provider": sess.get_providers()[0],
@@ -199,3 +131,10 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
         plot_confusion(result["confusion_matrix"], list(ds.class_names), f"{stem} on {ds.name} test",
                        plots / f"{stem}_confusion.png")
     return result
+
+
+def _quantized(path: Path) -> bool:
+    """Whether an ONNX file holds QDQ int8 (judged by accuracy rather than exact probabilities)."""
+    import onnx
+
+    return any(node.op_type == "QuantizeLinear" for node in onnx.load(path, load_external_data=False).graph.node)

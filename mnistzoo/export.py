@@ -35,7 +35,8 @@ from .contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 from .errors import MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
 from .records import read_json
-from .runtime import CARD_KEY, make_session, predict_onnx
+from .keras_runtime import predict_keras
+from .runtime import CARD_KEY, make_session, onnx_latency, parse_card, predict_onnx
 from .runs import runs_dir
 from .zoo import get_model
 
@@ -184,11 +185,6 @@ def describe(proto: onnx.ModelProto, card: dict) -> None:
     onnx.helper.set_model_props(proto, {CARD_KEY: json.dumps(card, sort_keys=True)})
 
 
-def predict_keras(model: keras.Model, images: np.ndarray, batch: int = 1024) -> np.ndarray:
-    return np.concatenate([keras.ops.convert_to_numpy(model(images[i:i + batch].astype(np.float32), training=False))
-                           for i in range(0, len(images), batch)])
-
-
 def write_test_vectors(directory: Path, images: np.ndarray, probabilities: np.ndarray) -> None:
     """ONNX Model Zoo test vectors: serialized TensorProtos named after the graph's input and output."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -316,6 +312,11 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
         candidate.unlink(missing_ok=True)
 
 
+def read_card(proto: onnx.ModelProto, origin: str = "the ONNX file") -> dict | None:
+    """The embedded mnistzoo card of a loaded ONNX model (None for a foreign file)."""
+    return parse_card({p.key: p.value for p in proto.metadata_props}.get(CARD_KEY), origin)
+
+
 def _onnx_card(card: dict, ds: data.Dataset, ckpt_sha: str, opset: int) -> dict:
     from . import __version__
 
@@ -421,8 +422,6 @@ def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
     fp32_sess, int8_sess = make_session(fp32), make_session(int8)
     acc = {name: float((predict_onnx(s, ds.x_test).argmax(1) == ds.y_test).mean())
            for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
-    from .evaluate import onnx_latency  # evaluate builds on this module
-
     ips = {name: onnx_latency(s, ds.x_test, [256], seconds=1.0)[0].images_per_s
            for name, s in (("fp32", fp32_sess), ("int8", int8_sess))}
     return {"file": int8.name, "sha256": sha256_file(int8), "calibration_images": CALIBRATION_IMAGES,

@@ -39,7 +39,7 @@ from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
 from .errors import DataError, InvalidInput, MnistZooError, VerificationError, literal
 from .records import read_json
 from .runs import runs_dir
-from .runtime import make_session, open_model, predict_onnx
+from .runtime import open_model
 from .zoo.registry import get_model_class
 
 HUB_ENV = "MNISTZOO_HUB"
@@ -147,16 +147,15 @@ class Classifier:
     """An exported model behind a numpy/PIL front end (see :func:`as_images` for the inputs)."""
 
     def __init__(self, path: Path, source: str = "file", threads: int | None = None) -> None:
-        proto, card = open_model(path)
-        if card is None:
+        self._model = open_model(path, "cpu", threads)
+        if self._model.card is None:
             raise InvalidInput(f"{path} has no mnistzoo card; load files written by `mnistzoo export`")
-        self.path, self.source, self.card = Path(path), source, card
-        self.class_names: list[str] = list(card["class_names"])
-        self._session = make_session(proto, "cpu", threads, origin=path)
+        self.path, self.source, self.card = Path(path), source, self._model.card
+        self.class_names: list[str] = list(self.card["class_names"])
 
     def predict_proba(self, images: Any, *, invert: bool = False) -> np.ndarray:
         """Class probabilities, float32 (N,10)."""
-        return predict_onnx(self._session, as_images(images, invert=invert))
+        return self._model.predict(as_images(images, invert=invert))
 
     def predict(self, images: Any, *, invert: bool = False) -> np.ndarray:
         """Predicted class indices, int64 (N,); ``class_names[i]`` names them."""

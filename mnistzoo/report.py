@@ -130,7 +130,7 @@ def load_entries(runs: Path, study: str | None = None) -> list[Entry]:
         records = {name: _read_json(source / name) for name in RECORDS if source and (source / name).exists()}
         records |= {"card.json": card} if card else {}
         built = model.build()
-        entries.append(Entry(model, model_stats(built), built, records, source))
+        entries.append(Entry(model, model_stats(model), built, records, source))
     return entries
 
 

@@ -1,21 +1,25 @@
-"""onnxruntime in one place: opening and checking a file, its embedded card, sessions, batched prediction.
+"""onnxruntime in one place: sessions, the input contract, the embedded card, batched prediction, latency.
 
-Nothing here imports TensorFlow: loading and running exported files needs only onnx,
-onnxruntime and numpy.
+Only onnxruntime and numpy are needed: nothing here imports TensorFlow, Keras, tf2onnx or even
+the ``onnx`` package, so a plain ``pip install mnistzoo`` runs exported files. Another runtime
+(OpenVINO, say) would be one more session factory here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
-from .errors import InvalidInput, MnistZooError
 from .contract import INPUT_NAME, OUTPUT_NAME
+from .errors import InvalidInput, MnistZooError
 
 CARD_KEY = "mnistzoo.card"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -29,13 +33,12 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text[:limit]}{'…' if len(text) > limit else ''}"
 
 
-def read_card(proto: onnx.ModelProto, origin: str = "the ONNX file") -> dict | None:
-    """The embedded mnistzoo card of an ONNX model, None for a foreign file; a garbled card is an error."""
-    props = {p.key: p.value for p in proto.metadata_props}
-    if CARD_KEY not in props:
+def parse_card(text: str | None, origin: str = "the ONNX file") -> dict | None:
+    """The mnistzoo card from an ONNX file's ``mnistzoo.card`` metadata (None: a foreign file); garbled is an error."""
+    if text is None:
         return None
     try:
-        card = json.loads(props[CARD_KEY])
+        card = json.loads(text)
     except ValueError:
         card = None
     bad = not isinstance(card, dict) or [k for k, kind in CARD_KEYS.items() if not isinstance(card.get(k), kind)]
@@ -49,61 +52,11 @@ def read_card(proto: onnx.ModelProto, origin: str = "the ONNX file") -> dict | N
     return card
 
 
-def open_model(path: Path) -> tuple[onnx.ModelProto, dict | None]:
-    """Load and check an ONNX file and its contract; return it with its mnistzoo card (None if foreign)."""
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInput(f"{path} is a directory; give the path of an .onnx file inside it")
-    if not path.is_file():
-        raise InvalidInput(f"{path}: no such file; give the path of an .onnx file (see `mnistzoo export`)")
-    try:
-        proto = onnx.load(path)
-    except Exception as exc:  # noqa: BLE001 - protobuf errors of every kind mean "not an ONNX file"
-        raise InvalidInput(f"{path}: not a valid ONNX model, the file is corrupt, truncated or of another format "
-                           f"({type(exc).__name__}); give an .onnx file written by `mnistzoo export`") from None
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:  # noqa: BLE001 - every checker failure means the same to the user
-        raise InvalidInput(f"{path}: not a valid ONNX model ({first_line(exc)}); re-export it, or convert it "
-                           f"with the ONNX version this mnistzoo uses ({onnx.__version__})") from None
-    _check_contract(path, proto)
-    return proto, read_card(proto, str(path))
-
-
-def _describe(value: onnx.ValueInfoProto) -> str:
-    t = value.type.tensor_type
-    dims = ",".join(d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in t.shape.dim)
-    try:
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else "?"
-    except (KeyError, ValueError):
-        dtype = f"type {t.elem_type}"
-    return f"'{value.name}' {dtype} [{dims}]"
-
-
-def _check_contract(path: Path, proto: onnx.ModelProto) -> None:
-    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-
-    def ok(values: list, name: str, rest: list[int]) -> bool:
-        if len(values) != 1 or values[0].name != name:
-            return False
-        t = values[0].type.tensor_type
-        dims = t.shape.dim
-        return (t.elem_type == onnx.TensorProto.FLOAT and len(dims) == 1 + len(rest)
-                and not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == rest)
-
-    if not ok(inputs, INPUT_NAME, [28, 28]):
-        raise InvalidInput(f"{path}: wrong input contract: expected one input '{INPUT_NAME}' float32 [batch,28,28], "
-                           f"found {', '.join(_describe(i) for i in inputs) or 'none'}")
-    if not ok(list(proto.graph.output), OUTPUT_NAME, [10]):
-        raise InvalidInput(f"{path}: wrong output contract: expected one output '{OUTPUT_NAME}' float32 "
-                           f"[batch,10], found {', '.join(_describe(o) for o in proto.graph.output) or 'none'}")
-
-
-def make_session(model: onnx.ModelProto | Path | bytes, provider: str = "cpu", threads: int | None = None,
+def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
                  origin: Path | str | None = None) -> ort.InferenceSession:
     """The one onnxruntime session factory: explicit provider, optimisation level and threads.
 
-    ``origin`` names the file in errors when ``model`` is already loaded.
+    ``model``: a path, serialized bytes, or an ``onnx.ModelProto``; ``origin`` names it in errors.
     """
     if provider not in PROVIDERS:
         raise InvalidInput(f"unknown provider {provider!r}; choose cpu or cuda")
@@ -117,17 +70,116 @@ def make_session(model: onnx.ModelProto | Path | bytes, provider: str = "cpu", t
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     try:
         return ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
                                     providers=[PROVIDERS[provider]])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime's own load errors (IR version, unsupported op, ...)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own load errors (corrupt file, IR version, operator)
         where = origin or (source if isinstance(source, Path) else "the model")
-        raise InvalidInput(f"{where}: onnxruntime {ort.__version__} cannot load it ({first_line(exc)}); "
-                           "re-export it with this mnistzoo, or upgrade onnxruntime") from None
+        raise InvalidInput(f"{where}: not a valid ONNX model that onnxruntime {ort.__version__} can load, "
+                           f"the file is corrupt, truncated, of another format or too new ({first_line(exc)}); "
+                           "re-export it with `mnistzoo export`, or upgrade onnxruntime") from None
+
+
+def _describe(arg: Any) -> str:
+    dims = ",".join("?" if d is None else str(d) for d in arg.shape)
+    return f"'{arg.name}' {arg.type} [{dims}]"
+
+
+def _check_contract(path: Path, sess: ort.InferenceSession) -> None:
+    def ok(args: list, name: str, rest: list[int]) -> bool:
+        return (len(args) == 1 and args[0].name == name and args[0].type == "tensor(float)"
+                and len(args[0].shape) == 1 + len(rest) and not isinstance(args[0].shape[0], int)
+                and list(args[0].shape[1:]) == rest)
+
+    if not ok(sess.get_inputs(), INPUT_NAME, [28, 28]):
+        raise InvalidInput(f"{path}: wrong input contract: expected one input '{INPUT_NAME}' float32 [batch,28,28], "
+                           f"found {', '.join(_describe(i) for i in sess.get_inputs()) or 'none'}")
+    if not ok(sess.get_outputs(), OUTPUT_NAME, [10]):
+        raise InvalidInput(f"{path}: wrong output contract: expected one output '{OUTPUT_NAME}' float32 "
+                           f"[batch,10], found {', '.join(_describe(o) for o in sess.get_outputs()) or 'none'}")
+
+
+@dataclass
+class OnnxModel:
+    """An exported file opened in onnxruntime, its contract checked, with its card (None if foreign)."""
+
+    path: Path
+    session: ort.InferenceSession
+    card: dict | None
+
+    def predict(self, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Probabilities of ``images`` (N,28,28) raw pixels, float32 (N,10)."""
+        return predict_onnx(self.session, images, batch)
+
+
+def open_model(path: Path, provider: str = "cpu", threads: int | None = None) -> OnnxModel:
+    """Open an ONNX file in onnxruntime and check the zoo's contract and its embedded card."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory; give the path of an .onnx file inside it")
+    if not path.is_file():
+        raise InvalidInput(f"{path}: no such file; give the path of an .onnx file (see `mnistzoo export`)")
+    sess = make_session(path, provider, threads, origin=path)
+    _check_contract(path, sess)
+    return OnnxModel(path, sess, parse_card(sess.get_modelmeta().custom_metadata_map.get(CARD_KEY), str(path)))
 
 
 def predict_onnx(sess: ort.InferenceSession, images: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Probabilities of ``images`` (N,28,28), in batches."""
     return np.concatenate([sess.run([OUTPUT_NAME], {INPUT_NAME: images[i:i + batch].astype(np.float32)})[0]
                            for i in range(0, len(images), batch)])
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch_size: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    images_per_s: float
+    provider: str
+    threads: int
+    runs: int
+
+
+def percentiles(times: list[float], batch: int, provider: str, threads: int) -> Latency:
+    """Latency figures of per-call wall times (seconds) of one batch size."""
+    ms = np.array(times) * 1e3
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return Latency(batch, float(p50), float(p90), float(p99), batch * len(ms) / (ms.sum() / 1e3),
+                   provider, threads, len(ms))
+
+
+def time_runs(fn: Callable[[], object], runs: int, warmup: int, seconds: float | None) -> list[float]:
+    """Per-call wall times of ``fn`` after ``warmup`` calls: ``runs`` calls, or as many as fit in ``seconds``."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < runs if seconds is None else time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def batch_of(images: np.ndarray, batch: int) -> np.ndarray:
+    """The first ``batch`` images (cycled if fewer), contiguous float32."""
+    return np.ascontiguousarray(images[np.arange(batch) % len(images)], dtype=np.float32)
+
+
+def onnx_latency(sess: ort.InferenceSession, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
+                 warmup: int = 20, seconds: float | None = None) -> list[Latency]:
+    """onnxruntime latency per batch size after a warm-up."""
+    provider = sess.get_providers()[0]
+    threads = int(sess.get_session_options().intra_op_num_threads)
+    rows = []
+    for batch in batch_sizes:
+        feed = {INPUT_NAME: batch_of(images, batch)}
+        rows.append(percentiles(time_runs(lambda: sess.run([OUTPUT_NAME], feed), runs, warmup, seconds),
+                                batch, provider, threads))
+    return rows

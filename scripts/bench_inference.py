@@ -24,8 +24,9 @@ from pathlib import Path
 
 from mnistzoo import data
 from mnistzoo._env import environment
-from mnistzoo.evaluate import evaluate, keras_latency, onnx_latency, time_runs
-from mnistzoo.runtime import make_session
+from mnistzoo.evaluate import evaluate
+from mnistzoo.keras_runtime import keras_latency
+from mnistzoo.runtime import make_session, onnx_latency, time_runs
 from mnistzoo.runs import runs_dir
 from mnistzoo.zoo import get_model
 from mnistzoo.zoo.stats import model_stats
@@ -97,7 +98,7 @@ def _spread(values: list[float]) -> dict:
 
 def measure(run: Path, rounds: int, runs: int) -> dict:
     zoo_model = get_model(run.name)
-    stats = model_stats(zoo_model.build())
+    stats = model_stats(zoo_model)
     checked = evaluate(run / "model.onnx", batch_sizes=[1], runs=10)  # accuracy and parity, once
     reader_graph, reader_feed, weight_bytes = weight_reader(run / "model.onnx")
     s = _rounds(run, _test_images(checked["dataset"]), rounds, runs, reader_graph, reader_feed)

@@ -113,7 +113,7 @@ def main() -> None:
     ]
     for model_id, precision, r in rows:
         zoo_model = get_model(model_id)
-        macs = model_stats(zoo_model.build()).macs
+        macs = model_stats(zoo_model).macs
         steady = statistics.median(r["times"]["mnistzoo"][1:] or r["times"]["mnistzoo"])
         nb_s, zoo_s = (" ".join(f"{t:.1f}" for t in r["times"][k]) for k in ("notebook", "mnistzoo"))
         lines.append(f"| {model_id} | {precision} | {zoo_model.spec.recipe.batch_size} | {macs:,} | {nb_s} | {zoo_s} | "

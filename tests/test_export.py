@@ -37,7 +37,7 @@ def test_contract_checker_and_parity(exported: Path, runs: Path) -> None:
 def test_embedded_card_round_trips(exported: Path, runs: Path) -> None:
     import onnx
 
-    from mnistzoo.runtime import read_card
+    from mnistzoo.export import read_card
 
     proto = onnx.load(exported / "model.onnx")
     card = read_card(proto)

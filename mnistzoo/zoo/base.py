@@ -17,17 +17,60 @@ float32 (batch, 10) out of a final Dense(10, softmax).
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from .. import _tf  # noqa: F401 - quiet TensorFlow start-up
-import keras
+from ..contract import INPUT_NAME, OUTPUT_NAME
 
-from ..contract import INPUT_NAME, OUTPUT_NAME  # noqa: E402
+if TYPE_CHECKING:
+    import keras
 
 L2_REG = 1e-5
 
 
+@dataclass(frozen=True)
+class Token:
+    """One layer of the notation: its kind and Keras layer name, with what that kind needs."""
+
+    kind: str  # dense, conv, pool, dropout, batchnorm or flatten
+    name: str  # dense_1, conv_2, ...: the Keras layer's name
+    units: int = 0  # Dense units or Conv2D filters
+    stddev: float | None = None  # D<n>@<s>: this Dense layer's RandomNormal stddev
+    rate: float = 0.0  # Dropout rate
+    same: bool = False  # Ps: pooling with 'same' padding
+
+
+def parse(spec: str) -> list[Token]:
+    """The tokens of a layer string (see the module docstring), each named as its Keras layer is."""
+    counts: Counter[str] = Counter()
+
+    def name(kind: str) -> str:
+        counts[kind] += 1
+        return "flatten" if kind == "flatten" else f"{kind}_{counts[kind]}"
+
+    tokens = []
+    for token in spec.split():
+        if token.startswith("DO"):
+            tokens.append(Token("dropout", name("dropout"), rate=float(token[2:] or 0.5)))
+        elif token == "BN":
+            tokens.append(Token("batchnorm", name("batchnorm")))
+        elif token in ("P", "Ps"):
+            tokens.append(Token("pool", name("pool"), same=token == "Ps"))
+        elif token == "F":
+            tokens.append(Token("flatten", name("flatten")))
+        elif token[0] == "C" and token[1:].isdigit():
+            tokens.append(Token("conv", name("conv"), units=int(token[1:])))
+        elif token[0] == "D" and token[1:].split("@")[0].isdigit():
+            units, _, own_std = token[1:].partition("@")
+            tokens.append(Token("dense", name("dense"), units=int(units), stddev=float(own_std) if own_std else None))
+        else:
+            raise ValueError(f"unknown layer token {token!r} in {spec!r}")
+    return tokens
+
+
 def _init(stddev: float | None, reg: bool) -> str | keras.initializers.Initializer:
+    import keras
+
     if reg:
         return "he_normal"
     return "glorot_uniform" if stddev is None else keras.initializers.RandomNormal(0.0, stddev)
@@ -36,35 +79,28 @@ def _init(stddev: float | None, reg: bool) -> str | keras.initializers.Initializ
 def stack(spec: str, *, activation: str = "relu", kernel: int = 3, padding: str = "valid",
           reg: bool = False, stddev: float | None = None) -> list[keras.layers.Layer]:
     """Keras layers for a token string (see the module docstring); ``reg`` applies REG to C and D."""
-    counts: Counter[str] = Counter()
-
-    def name(kind: str) -> str:
-        counts[kind] += 1
-        return f"{kind}_{counts[kind]}"
+    from .. import _tf  # noqa: F401 - quiet TensorFlow start-up
+    import keras
 
     regularizer = keras.regularizers.L2(L2_REG) if reg else None
     layers: list[keras.layers.Layer] = []
-    for token in spec.split():
-        if token.startswith("DO"):
-            layers.append(keras.layers.Dropout(float(token[2:] or 0.5), name=name("dropout")))
-        elif token == "BN":
-            layers.append(keras.layers.BatchNormalization(name=name("batchnorm")))
-        elif token in ("P", "Ps"):
-            layers.append(keras.layers.MaxPooling2D(2, 2, padding="same" if token == "Ps" else "valid",
-                                                    name=name("pool")))
-        elif token == "F":
-            layers.append(keras.layers.Flatten(name="flatten"))
-        elif token[0] == "C" and token[1:].isdigit():
-            layers.append(keras.layers.Conv2D(int(token[1:]), kernel, padding=padding, activation="relu",
+    for t in parse(spec):
+        if t.kind == "dropout":
+            layers.append(keras.layers.Dropout(t.rate, name=t.name))
+        elif t.kind == "batchnorm":
+            layers.append(keras.layers.BatchNormalization(name=t.name))
+        elif t.kind == "pool":
+            layers.append(keras.layers.MaxPooling2D(2, 2, padding="same" if t.same else "valid", name=t.name))
+        elif t.kind == "flatten":
+            layers.append(keras.layers.Flatten(name=t.name))
+        elif t.kind == "conv":
+            layers.append(keras.layers.Conv2D(t.units, kernel, padding=padding, activation="relu",
                                               kernel_initializer=_init(None, reg),
-                                              kernel_regularizer=regularizer, name=name("conv")))
-        elif token[0] == "D" and token[1:].split("@")[0].isdigit():
-            units, _, own_std = token[1:].partition("@")
-            layers.append(keras.layers.Dense(int(units), activation=activation,
-                                             kernel_initializer=_init(float(own_std) if own_std else stddev, reg),
-                                             kernel_regularizer=regularizer, name=name("dense")))
+                                              kernel_regularizer=regularizer, name=t.name))
         else:
-            raise ValueError(f"unknown layer token {token!r} in {spec!r}")
+            layers.append(keras.layers.Dense(t.units, activation=activation,
+                                             kernel_initializer=_init(stddev if t.stddev is None else t.stddev, reg),
+                                             kernel_regularizer=regularizer, name=t.name))
     return layers
 
 
@@ -95,7 +131,10 @@ class ZooModel:
         return get_spec(self.id, self.version)
 
     def build(self) -> keras.Model:
-        """A fresh, untrained Keras model with the zoo's input contract."""
+        """A fresh, untrained Keras model with the zoo's input contract (imports TensorFlow)."""
+        from .. import _tf  # noqa: F401 - quiet TensorFlow start-up
+        import keras
+
         image = keras.Input((28, 28), dtype="float32", name=INPUT_NAME)
         x = keras.layers.Rescaling(1.0 / 255, name="rescale")(image)
         shape = keras.layers.Reshape((28, 28, 1), name="add_channel") if self.image_input \

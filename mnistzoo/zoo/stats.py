@@ -1,12 +1,15 @@
-"""Parameter counts, multiply-accumulates and the layer table of a built model."""
+"""Parameter counts, multiply-accumulates and the layer table of a zoo model, computed from its notation.
+
+No model is built (nothing here imports TensorFlow); the tests check every figure against the built
+Keras models, so the two cannot drift.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-from .. import _tf  # noqa: F401 - quiet TensorFlow start-up
-import keras
-import numpy as np
+from .base import OUTPUT_NAME, Token, ZooModel, parse
 
 
 @dataclass(frozen=True)
@@ -32,20 +35,35 @@ class ModelStats:
         return d
 
 
-def layer_macs(layer: keras.layers.Layer) -> int:
-    """Multiply-accumulates per image of a Dense or Conv2D layer (others count as 0)."""
-    if isinstance(layer, keras.layers.Dense):
-        return int(np.prod(layer.kernel.shape))
-    if isinstance(layer, keras.layers.Conv2D):
-        _, height, width, _ = layer.output.shape
-        return int(height * width * np.prod(layer.kernel.shape))
-    return 0
+def _layer(t: Token, shape: tuple[int, ...], model: ZooModel) -> tuple[str, tuple[int, ...], int, int, int]:
+    """(Keras type, output shape, trainable params, non-trainable params, MACs) of one token after ``shape``."""
+    if t.kind == "dense":
+        (n_in,) = shape
+        return "Dense", (t.units,), n_in * t.units + t.units, 0, n_in * t.units
+    if t.kind == "conv":
+        h, w, c = shape
+        k = model.kernel
+        oh, ow = (h, w) if model.padding == "same" else (h - k + 1, w - k + 1)
+        return "Conv2D", (oh, ow, t.units), k * k * c * t.units + t.units, 0, oh * ow * k * k * c * t.units
+    if t.kind == "pool":
+        h, w, c = shape
+        return "MaxPooling2D", ((-(-h // 2), -(-w // 2)) if t.same else (h // 2, w // 2)) + (c,), 0, 0, 0
+    if t.kind == "batchnorm":
+        return "BatchNormalization", shape, 2 * shape[-1], 2 * shape[-1], 0  # gamma, beta | moving mean, var
+    if t.kind == "flatten":
+        return "Flatten", (math.prod(shape),), 0, 0, 0
+    return "Dropout", shape, 0, 0, 0
 
 
-def model_stats(model: keras.Model) -> ModelStats:
-    """Totals, MACs per image and a (name, type, output shape, params) row per layer."""
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    total = model.count_params()
-    rows = tuple(LayerRow(layer.name, type(layer).__name__, tuple(layer.output.shape), layer.count_params())
-                 for layer in model.layers)
-    return ModelStats(total, trainable, total - trainable, sum(layer_macs(layer) for layer in model.layers), rows)
+def model_stats(model: ZooModel) -> ModelStats:
+    """Totals, MACs per image and a (name, type, output shape, params) row per layer, as Keras reports them."""
+    shape: tuple[int, ...] = (28, 28, 1) if model.image_input else (784,)
+    rows = [LayerRow("image", "InputLayer", (None, 28, 28), 0), LayerRow("rescale", "Rescaling", (None, 28, 28), 0),
+            LayerRow("add_channel", "Reshape", (None, *shape), 0) if model.image_input
+            else LayerRow("flatten_input", "Flatten", (None, *shape), 0)]
+    trainable = frozen = macs = 0
+    for t in [*parse(model.layers), Token("dense", OUTPUT_NAME, units=10)]:
+        kind, shape, n_train, n_frozen, n_macs = _layer(t, shape, model)
+        rows.append(LayerRow(t.name, kind, (None, *shape), n_train + n_frozen))
+        trainable, frozen, macs = trainable + n_train, frozen + n_frozen, macs + n_macs
+    return ModelStats(trainable + frozen, trainable, frozen, macs, tuple(rows))
