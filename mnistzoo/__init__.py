@@ -2,23 +2,25 @@
 
 import importlib
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
-from . import data  # noqa: E402
 from .errors import DataError, MnistZooError, VerificationError  # noqa: E402
 
-try:
-    __version__ = version("mnistzoo")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
-_LAZY = {"get_model": "zoo", "list_models": "zoo",  # these import TensorFlow: only on first use
+_LAZY = {"get_model": "zoo", "list_models": "zoo",  # loaded on first use
          "load_pretrained": "pretrained", "Classifier": "pretrained"}
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):  # noqa: ANN202 - modules load on first use, so `mnistzoo list` starts fast
+    if name == "__version__":  # read from the installed metadata on first use (importlib.metadata is slow)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("mnistzoo")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            return "0+unknown"
+    if name == "data":
+        return importlib.import_module(".data", __name__)
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     if name == "train":  # the module is callable: mnistzoo.train("mlp2", epochs=1)

@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID,
@@ -17,7 +16,6 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 from rich.text import Text
 
-from . import data
 from ._checks import output_dir, output_file
 from .errors import InvalidInput, MnistZooError, literal
 
@@ -57,6 +55,8 @@ def _root(
 
 
 def _names(name: str) -> tuple[str, ...]:
+    from . import data
+
     return data.DATASETS if name == "all" else (data.get_spec(name).name,)
 
 
@@ -69,6 +69,8 @@ def data_fetch(
     force: Annotated[bool, typer.Option("--force", help="Fetch again even if a verified copy is cached.")] = False,
 ) -> None:
     """Fetch datasets into the cache, trusting only content that matches the catalogue's SHA-256."""
+    from . import data
+
     names = _names(name)
     if from_path is not None and len(names) != 1:
         raise MnistZooError("--from needs one dataset name (mnist or fashion_mnist), not 'all'")
@@ -90,6 +92,8 @@ def data_info(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """Show what the cache holds for each dataset and whether it verifies."""
+    from . import data
+
     records = [data.info(n) for n in data.DATASETS]
     if as_json:
         print(json.dumps(records, indent=2))
@@ -313,7 +317,7 @@ def export_cmd(
         for rec in records:
             for i, (opset_name, o) in enumerate(rec["opsets"].items()):
                 int8 = rec.get("int8") if i == 0 and rec.get("int8", {}).get("file") else None
-                table.add_row(rec["model"], opset_name, o["file"], str(o["flipped"]), f"{o['max_abs_diff']:.1e}",
+                table.add_row(rec["name"], opset_name, o["file"], str(o["flipped"]), f"{o['max_abs_diff']:.1e}",
                               f"{o['mean_abs_diff']:.1e}", f"{o['keras_accuracy']:.4f}", f"{o['onnx_accuracy']:.4f}",
                               f"{int8['int8_accuracy']:.4f} ({int8['accuracy_delta']:+.4f})" if int8 else "-")
         console.print(table)
@@ -363,17 +367,16 @@ def eval_cmd(
     for r in results:
         _print_eval(r)
     if json_path is not None:
-        from ._io import atomic_path
+        from .records import write_record
 
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
-    failed = [r["model"] for r in results if r["parity"] is not None and not r["parity"]["passed"]]
+        write_record(json_path, results[0] if len(results) == 1 else results)
+    failed = [r["path"] for r in results if r["parity"] is not None and not r["parity"]["passed"]]
     if failed:
         raise VerificationError(f"parity with Keras failed for {', '.join(failed)}; see the parity line above")
 
 
 def _print_eval(r: dict) -> None:
-    head = Table(title=f"{r['model']} ({r['id'] or 'no card'}) on {r['dataset']} test, {r['images']:,} images")
+    head = Table(title=f"{r['path']} ({r['name'] or 'no card'}) on {r['dataset']} test, {r['images']:,} images")
     for col in ("accuracy", "loss", *(f"class {i}" for i in range(10))):
         head.add_column(col, justify="right")
     head.add_row(f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", *(f"{a:.3f}" for a in r["per_class_accuracy"]))
@@ -408,6 +411,8 @@ def predict_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """Classify images with a pretrained model (zoo home, then starter pack, then MNISTZOO_HUB)."""
+    import numpy as np
+
     from .pretrained import load_pretrained
 
     classifier = load_pretrained(model)
@@ -421,7 +426,7 @@ def predict_cmd(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{classifier.card['id']} ({classifier.card['dataset']}, from {classifier.source})")
+    table = Table(title=f"{classifier.card['name']} ({classifier.card['dataset']}, from {classifier.source})")
     for col in ("image", "label", "top-3 probabilities"):
         table.add_column(col)
     for row in rows:

@@ -20,6 +20,7 @@ from ._io import sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
 from .parity import ATOL, compare, tie_margin
+from .records import SCHEMA, EvalRecord
 from .runs import runs_dir
 from .runtime import OPT_LEVEL, onnx_latency, open_model
 
@@ -42,7 +43,7 @@ def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
     """The Keras checkpoint an exported file came from: beside it, or in the zoo home's runs."""
     if card is None:
         return None
-    for candidate in (onnx_path.parent / "model.keras", runs_dir() / card["id"] / "model.keras"):
+    for candidate in (onnx_path.parent / "model.keras", runs_dir() / card["name"] / "model.keras"):
         if candidate.is_file() and sha256_file(candidate) == card["checkpoint_sha256"]:
             return candidate
     return None
@@ -94,8 +95,8 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     ds = data.load(name)
     sess = model.session
     probs = model.predict(ds.x_test)
-    result: dict = {"model": str(path), "id": (card or {}).get("id"), "dataset": ds.name, "images": len(ds.y_test),
-                    **accuracy_report(probs, ds.y_test)}
+    result: EvalRecord = {"schema": SCHEMA, "path": str(path), "id": card and card["id"], "name": card and card["name"],
+                          "dataset": ds.name, "images": len(ds.y_test), **accuracy_report(probs, ds.y_test)}
 
     keras_model = None
     if ckpt is not None:  # only now is TensorFlow imported (the training extra)

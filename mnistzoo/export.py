@@ -34,7 +34,7 @@ from ._io import atomic_path, ensure_writable_dir, sha256_file
 from .contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 from .errors import MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
-from .records import read_json
+from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
 from .keras_runtime import predict_keras
 from .runtime import CARD_KEY, make_session, onnx_latency, parse_card, predict_onnx
 from .runs import runs_dir
@@ -105,7 +105,7 @@ def find_run(model_id: str, runs: Path | None = None) -> tuple[Path, dict]:
     if not card_path.exists():
         state = "is only partly trained" if (run / "state.json").exists() else "has not been trained"
         raise ExportError(f"{name} {state} in {run.parent}; run `{train_cmd}` first")
-    return run, read_json(card_path, "card", f"retrain with `{train_cmd} --force`")
+    return run, read_record(card_path, TrainCard, f"retrain with `{train_cmd} --force`")
 
 
 def load_checkpoint(run: Path, card: dict) -> keras.Model:
@@ -177,8 +177,8 @@ def describe(proto: onnx.ModelProto, card: dict) -> None:
     from . import __version__
 
     proto.producer_name, proto.producer_version = "mnistzoo", __version__
-    proto.graph.name = card["id"].replace("@", "_v")
-    proto.doc_string = (f"mnistzoo {card['id']}: {card['dataset']} classifier. Input '{INPUT_NAME}' float32 "
+    proto.graph.name = card["name"].replace("@", "_v")
+    proto.doc_string = (f"mnistzoo {card['name']}: {card['dataset']} classifier. Input '{INPUT_NAME}' float32 "
                         f"[{BATCH_AXIS},28,28] raw 0-255 pixels; output '{OUTPUT_NAME}' float32 [{BATCH_AXIS},10] "
                         f"softmax over {', '.join(card['class_names'])}. The full card is metadata '{CARD_KEY}'.")
     del proto.metadata_props[:]
@@ -317,11 +317,11 @@ def read_card(proto: onnx.ModelProto, origin: str = "the ONNX file") -> dict | N
     return parse_card({p.key: p.value for p in proto.metadata_props}.get(CARD_KEY), origin)
 
 
-def _onnx_card(card: dict, ds: data.Dataset, ckpt_sha: str, opset: int) -> dict:
+def _onnx_card(card: TrainCard, ds: data.Dataset, ckpt_sha: str, opset: int) -> OnnxCard:
     from . import __version__
 
     return {
-        "id": f"{card['id']}@{card['version']}", "model": card["id"], "version": card["version"],
+        "schema": SCHEMA, "id": card["id"], "name": card["name"], "version": card["version"],
         "study": card["study"], "dataset": ds.name, "class_names": list(ds.class_names),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [BATCH_AXIS, 28, 28], "range": [0, 255]},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [BATCH_AXIS, 10], "meaning": "softmax"},
@@ -388,12 +388,13 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
             failures.append(f"opset {opset}: {parity.flipped} flipped ({parity.ties} ties), "
                             f"max |diff| {parity.max_abs_diff:.2e}")
 
-    record = {"model": run.name, "checkpoint_sha256": ckpt_sha, "dataset": ds.name, "test_images": len(ds.y_test),
-              "tolerance": {"atol": atol, "max_flips": max_flips, "tie_margin": tie_margin(atol)},
-              "opsets": results,
-              "conversion": {"route": CONVERSION_ROUTE, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
-                             "onnxruntime": ort.__version__, "tensorflow": tf.__version__},
-              "environment": environment()}
+    record: ExportRecord = {
+        "schema": SCHEMA, "id": card["id"], "name": card["name"], "checkpoint_sha256": ckpt_sha, "dataset": ds.name,
+        "test_images": len(ds.y_test),
+        "tolerance": {"atol": atol, "max_flips": max_flips, "tie_margin": tie_margin(atol)}, "opsets": results,
+        "conversion": {"route": CONVERSION_ROUTE, "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
+                       "onnxruntime": ort.__version__, "tensorflow": tf.__version__},
+        "environment": environment()}
     if not failures and opsets:
         vectors = out_dir / "test_data_set_0"
         write_test_vectors(vectors, ds.x_test[:TEST_VECTOR_IMAGES], keras_probs[:TEST_VECTOR_IMAGES])
@@ -401,8 +402,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         if quantize == "int8":
             record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, seed)
             files += [out_dir / "model.int8.onnx"] if record["int8"]["file"] else []
-    with atomic_path(out_dir / "export.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(out_dir / "export.json", record)
     if failures:
         raise ParityError(f"{run.name}: ONNX does not match Keras within max |diff| <= {atol:g} and "
                           f"<= {max_flips} flips outside ties ({'; '.join(failures)}); see {out_dir / 'export.json'}")

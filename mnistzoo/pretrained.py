@@ -37,7 +37,7 @@ from . import data
 from ._checks import output_dir
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
 from .errors import DataError, InvalidInput, MnistZooError, VerificationError, literal
-from .records import read_json
+from .records import ExportRecord, TrainCard, read_record
 from .runs import runs_dir
 from .runtime import open_model
 from .zoo.registry import get_model_class
@@ -162,7 +162,7 @@ class Classifier:
         return self.predict_proba(images, invert=invert).argmax(axis=1)
 
     def __repr__(self) -> str:
-        return f"Classifier({self.card['id']}, {self.card['dataset']}, from {self.source}: {self.path})"
+        return f"Classifier({self.card['name']}, {self.card['dataset']}, from {self.source}: {self.path})"
 
 
 def load_pretrained(model_id: str, version: int | None = None, backend: str = "onnx") -> Any:
@@ -184,7 +184,7 @@ def load_pretrained(model_id: str, version: int | None = None, backend: str = "o
     classifier = Classifier(path, source)
     if not classifier.card.get("recipe_is_original", False):
         log.warning("warning: %s from %s was not trained with its full recipe (recipe %s)",
-                    classifier.card["id"], source, classifier.card.get("recipe"))
+                    classifier.card["name"], source, classifier.card["recipe"])
     return classifier
 
 
@@ -219,14 +219,14 @@ def _in_runs(model_id: str, version: int, kind: str, runs: Path | None = None) -
     if kind == "onnx":
         if not (run / "export.json").is_file():
             return None
-        record = read_json(run / "export.json", "export", f"re-export with `mnistzoo export {model_id}`")
+        record = read_record(run / "export.json", ExportRecord, f"re-export with `mnistzoo export {model_id}`")
         expected = next((o.get("sha256") for o in record.get("opsets", {}).values()
                          if o.get("file") == path.name and o.get("passed")), None)
         if expected is None:
             return None
         advice = f"re-export with `mnistzoo export {model_id}`"
     elif kind == "keras":
-        expected = read_json(run / "card.json", "card", f"retrain with `mnistzoo train {model_id} --force`")[
+        expected = read_record(run / "card.json", TrainCard, f"retrain with `mnistzoo train {model_id} --force`")[
             "model_sha256"]
         advice = f"retrain with `mnistzoo train {model_id} --force`"
     else:

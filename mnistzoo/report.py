@@ -36,7 +36,7 @@ from ._checks import output_dir
 from ._io import atomic_path
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError, literal
-from .records import read_json
+from .records import EvalRecord, ExportRecord, TrainCard, read_history, read_record
 from .evaluate import plot_confusion
 from .zoo import get_model, list_models
 from .zoo.base import ZooModel
@@ -56,10 +56,13 @@ Cell = tuple[str, float | None]  # (text shown, sort key)
 # ---------------------------------------------------------------- records
 
 
+REBUILD = "rebuild it (retrain, re-export or re-evaluate its model) or delete its run directory"
+KINDS = {"card.json": TrainCard, "export.json": ExportRecord, "eval.json": EvalRecord}
+
+
 def _read_json(path: Path) -> dict | list:
     """A run record (``card.json``, ``history.json``, ...), checked; a bad one names the fix."""
-    return read_json(path, path.stem, "rebuild it (retrain, re-export or re-evaluate its model) or delete its "
-                                      "run directory")
+    return read_history(path, REBUILD) if path.name == "history.json" else read_record(path, KINDS[path.name], REBUILD)
 
 
 def find_runs(runs: Path) -> dict[str, tuple[Path, dict]]:

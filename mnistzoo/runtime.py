@@ -20,11 +20,11 @@ import onnxruntime as ort
 
 from .contract import INPUT_NAME, OUTPUT_NAME
 from .errors import InvalidInput, MnistZooError
+from .records import OnnxCard, parse_record
 
 CARD_KEY = "mnistzoo.card"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 OPT_LEVEL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-CARD_KEYS = {"id": str, "dataset": str, "class_names": list, "checkpoint_sha256": str}
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -33,22 +33,18 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text[:limit]}{'…' if len(text) > limit else ''}"
 
 
-def parse_card(text: str | None, origin: str = "the ONNX file") -> dict | None:
+def parse_card(text: str | None, origin: str = "the ONNX file") -> OnnxCard | None:
     """The mnistzoo card from an ONNX file's ``mnistzoo.card`` metadata (None: a foreign file); garbled is an error."""
     if text is None:
         return None
+    fix = "re-export it with `mnistzoo export`"
     try:
-        card = json.loads(text)
+        doc = json.loads(text)
     except ValueError:
-        card = None
-    bad = not isinstance(card, dict) or [k for k, kind in CARD_KEYS.items() if not isinstance(card.get(k), kind)]
-    if bad:
-        raise InvalidInput(f"{origin}: its embedded '{CARD_KEY}' metadata is not a valid mnistzoo card"
-                           f"{'' if bad is True else ' (missing or mistyped: ' + ', '.join(bad) + ')'}; "
-                           "re-export it with `mnistzoo export`")
+        raise InvalidInput(f"{origin}: its embedded '{CARD_KEY}' metadata is not JSON; {fix}") from None
+    card = parse_record(doc, OnnxCard, f"{origin}: its embedded card", fix)
     if len(card["class_names"]) != 10:
-        raise InvalidInput(f"{origin}: its embedded card lists {len(card['class_names'])} class names, not 10; "
-                           "re-export it with `mnistzoo export`")
+        raise InvalidInput(f"{origin}: its embedded card lists {len(card['class_names'])} class names, not 10; {fix}")
     return card
 
 
@@ -106,7 +102,7 @@ class OnnxModel:
 
     path: Path
     session: ort.InferenceSession
-    card: dict | None
+    card: OnnxCard | None
 
     def predict(self, images: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Probabilities of ``images`` (N,28,28) raw pixels, float32 (N,10)."""

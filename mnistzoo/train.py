@@ -11,7 +11,6 @@ what an uninterrupted one would have done. A finished run holds ``model.keras``,
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import sys
@@ -28,10 +27,10 @@ from . import data
 from ._checks import output_dir, positive_int
 from ._checks import seed as check_seed
 from ._env import environment
-from ._io import atomic_path, ensure_writable_dir, sha256_file
+from ._io import ensure_writable_dir, sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
-from .records import read_json
+from .records import SCHEMA, TrainCard, TrainState, read_history, read_record, write_record
 from .runs import runs_dir
 from .zoo import ZooModel, get_model
 from .zoo.specs import Recipe
@@ -64,11 +63,6 @@ class TrainResult:
     history: list[dict]
     resumed_from_epoch: int
     skipped: bool = False
-
-
-def _write_json(path: Path, obj: object) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def _differences(asked: dict, found: dict) -> str:
@@ -246,14 +240,14 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
 
     if card_path.exists() and not force:
         fix = f"retrain with `mnistzoo train {zoo_model.id} --force`"
-        card = read_json(card_path, "card", fix)
+        card = read_record(card_path, TrainCard, fix)
         done = {**card["recipe"], "seed": card["seed"], "limit": card["overrides"].get("limit"),
                 "precision": card.get("precision", "float32")}
         if done != _flat(config):
             raise InvalidInput(f"{run} already holds a finished run with other settings: asked for "
                                f"{_differences(_flat(config), done)}; add --force to retrain it with these, or "
                                "--out DIR to keep both")
-        return TrainResult(run, card, read_json(run / "history.json", "history", fix), card["epochs_run"],
+        return TrainResult(run, card, read_history(run / "history.json", fix), card["epochs_run"],
                            skipped=True)
     if restart or force:
         for path in (card_path, state_path, ckpt_path):
@@ -271,7 +265,7 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
     tf.config.experimental.enable_op_determinism()
     history: list[dict] = []
     if state_path.exists():
-        state = read_json(state_path, "state", "add --restart to discard the partial run")
+        state = read_record(state_path, TrainState, "add --restart to discard the partial run")
         try:
             found = _flat(TrainConfig(state["config"]["model"], Recipe(**state["config"]["recipe"]),
                                       state["config"]["seed"], state["config"]["limit"],
@@ -316,8 +310,8 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
         row = {"epoch": epoch + 1, **{k: float(v[-1]) for k, v in logs.items()}, "seconds": time.perf_counter() - t0}
         history.append(row)
         _save_model(model, ckpt_path)
-        _write_json(state_path, {"config": asdict(config), "history": history,
-                                 "checkpoint_sha256": sha256_file(ckpt_path)})
+        write_record(state_path, TrainState(schema=SCHEMA, config=asdict(config), history=history,
+                                            checkpoint_sha256=sha256_file(ckpt_path)))
         if on_epoch:
             on_epoch(row)
     wall = time.perf_counter() - started
@@ -327,7 +321,7 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
         model = _float32_model(model, zoo_model, recipe)
     test_loss, test_acc = model.evaluate(_Batches(ds.x_test, ds.y_test)(EVAL_BATCH), verbose=0)
     _save_model(model, run / "model.keras")
-    _write_json(run / "history.json", history)
+    write_record(run / "history.json", history)
     _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",
                  run / "curves.png")
     ref = asdict(spec.reference)
@@ -335,8 +329,9 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
                           None if recipe.batch_size == spec.recipe.batch_size else recipe.batch_size)
     ours = {"test_accuracy": test_acc, "test_loss": test_loss, "train_accuracy": history[-1]["accuracy"]}
     trained_epochs = len(history) - resumed_from
-    card = {
-        "id": zoo_model.id, "version": zoo_model.version, "study": zoo_model.study,
+    card: TrainCard = {
+        "schema": SCHEMA, "id": zoo_model.id, "name": zoo_model.name, "version": zoo_model.version,
+        "study": zoo_model.study,
         "recipe": asdict(recipe), "precision": precision,
         "recipe_is_original": recipe == spec.recipe and limit is None and not mixed,
         "overrides": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("limit", limit),
@@ -353,7 +348,7 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
         "model_sha256": sha256_file(run / "model.keras"),
         "environment": environment(),
     }
-    _write_json(card_path, card)
+    write_record(card_path, card)
     ckpt_path.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     return TrainResult(run, card, history, resumed_from)

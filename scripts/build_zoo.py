@@ -22,6 +22,7 @@ from pathlib import Path
 from mnistzoo._io import atomic_path
 from mnistzoo.evaluate import evaluate
 from mnistzoo.export import export, record_passed
+from mnistzoo.records import ExportRecord, read_record, write_record
 from mnistzoo.report import plot_kernels
 from mnistzoo.runs import runs_dir
 from mnistzoo.train import train
@@ -38,10 +39,9 @@ EVAL_BATCH_SIZES = [1, 256]
 def evaluate_run(run_dir: Path) -> None:
     """Write ``eval.json`` (accuracy, parity, latency) and ``kernels.png`` for an exported run."""
     record = evaluate(run_dir / "model.onnx", batch_sizes=EVAL_BATCH_SIZES)
-    record["model"] = f"{run_dir.name}/model.onnx"  # relative to the runs directory, not this machine's path
+    record["path"] = f"{run_dir.name}/model.onnx"  # relative to the runs directory, not this machine's path
     record["parity"]["checkpoint"] = f"{run_dir.name}/model.keras"
-    with atomic_path(run_dir / "eval.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(run_dir / "eval.json", record)
     plot_kernels(keras.models.load_model(run_dir / "model.keras"), f"{run_dir.name}: hidden-layer kernels",
                  run_dir / "kernels.png")
 
@@ -95,7 +95,7 @@ def main() -> None:
         if not result.card["recipe_is_original"]:
             raise SystemExit(f"{model_id}: {result.run_dir} was not trained with the full recipe")
         record = result.run_dir / "export.json"
-        if not (record.exists() and record_passed(json.loads(record.read_text()))):
+        if not (record.exists() and record_passed(read_record(record, ExportRecord, "re-export it"))):
             export(model_id, runs=args.runs, quantize="int8")
         if not (result.run_dir / "eval.json").exists():
             evaluate_run(result.run_dir)

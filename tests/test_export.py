@@ -42,7 +42,8 @@ def test_embedded_card_round_trips(exported: Path, runs: Path) -> None:
     proto = onnx.load(exported / "model.onnx")
     card = read_card(proto)
     train_card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
-    assert card["id"] == "mlp3_dropout_bn@1" and card["dataset"] == "mnist"
+    assert (card["id"], card["name"], card["schema"]) == ("mlp3_dropout_bn", "mlp3_dropout_bn@1", 1)
+    assert card["dataset"] == "mnist"
     assert card["class_names"] == [str(d) for d in range(10)]
     assert card["checkpoint_sha256"] == train_card["model_sha256"]
     assert card["dataset_sha256"] == data.get_spec("mnist").sha256

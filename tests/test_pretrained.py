@@ -93,7 +93,7 @@ def test_starter_pack_files_match_their_manifest_and_fit_in_5_mb() -> None:
 def test_starter_model_loads_offline_and_scores_its_card(model_id: str, datasets_home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     classifier = load_pretrained(model_id)  # this test's zoo home is empty and no hub is set
-    assert classifier.source == "starter pack" and classifier.card["id"] == f"{model_id}@1"
+    assert classifier.source == "starter pack" and classifier.card["name"] == f"{model_id}@1"
     card = json.loads((pretrained.STARTER / model_id / "v1" / "card.json").read_text())
     monkeypatch.setenv("MNISTZOO_HOME", str(datasets_home))
     ds = data.load(card["dataset"]["name"])

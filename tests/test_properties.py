@@ -18,7 +18,7 @@ from mnistzoo import _checks
 from mnistzoo.errors import InvalidInput, MnistZooError
 from mnistzoo.parity import compare, tie_margin
 from mnistzoo.pretrained import as_images, read_manifest
-from mnistzoo.records import SCHEMAS, read_json
+from mnistzoo.records import EvalRecord, ExportRecord, OnnxCard, TrainCard, TrainState, read_history, read_record
 from mnistzoo.zoo import get_model_class, list_models
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -100,19 +100,48 @@ def test_the_api_validates_what_the_cli_does() -> None:
 # ----------------------------------------------------------------------------- records and manifests
 
 
+RECORD_KINDS = (TrainState, TrainCard, OnnxCard, ExportRecord, EvalRecord)
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _mutations(doc: dict) -> st.SearchStrategy:
+    """A real record with one key dropped, retyped or added, or truncated to a prefix of its text."""
+    keys = sorted(doc)
+    return st.one_of(
+        st.sampled_from(keys).map(lambda k: {kk: v for kk, v in doc.items() if kk != k}),
+        st.tuples(st.sampled_from(keys), json_values).map(lambda kv: {**doc, kv[0]: kv[1]}),
+        st.tuples(st.text(max_size=8), json_values).map(lambda kv: {**doc, kv[0]: kv[1]}),
+        st.integers(0, len(json.dumps(doc))).map(lambda n: json.dumps(doc)[:n]))
+
+
 @FAST
-@given(kind=st.sampled_from(sorted(SCHEMAS)), doc=json_values)
-def test_any_json_record_is_valid_or_one_error(tmp_path_factory: pytest.TempPathFactory, kind: str,
+@given(kind=st.sampled_from(RECORD_KINDS), doc=json_values)
+def test_any_json_record_is_valid_or_one_error(tmp_path_factory: pytest.TempPathFactory, kind: type,
                                                doc: object) -> None:
-    path = tmp_path_factory.mktemp("rec") / f"{kind}.json"
+    path = tmp_path_factory.mktemp("rec") / "record.json"
     path.write_text(json.dumps(doc))
     try:
-        record = read_json(path, kind, "rebuild it")
+        record = read_record(path, kind, "rebuild it")
     except InvalidInput as exc:
         one_line(exc)
         assert str(path) in str(exc) and "rebuild it" in str(exc)
         return
-    assert isinstance(record, SCHEMAS[kind][0])
+    assert isinstance(record, dict) and record["schema"] == 1
+
+
+@FAST
+@given(data=st.data(), name=st.sampled_from(["card.json", "export.json", "eval.json", "history.json"]))
+def test_damaged_real_records_are_valid_or_one_error(tmp_path_factory: pytest.TempPathFactory,
+                                                     data: st.DataObject, name: str) -> None:
+    real = json.loads((RESULTS / "mlp2" / name).read_text())
+    damaged = data.draw(_mutations(real) if isinstance(real, dict) else st.just(real[:1] + [7]))
+    path = tmp_path_factory.mktemp("rec") / name
+    path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    kind = {"card.json": TrainCard, "export.json": ExportRecord, "eval.json": EvalRecord}.get(name)
+    try:
+        read_history(path, "rebuild it") if kind is None else read_record(path, kind, "rebuild it")
+    except InvalidInput as exc:
+        one_line(exc)
 
 
 @FAST
@@ -121,7 +150,7 @@ def test_garbage_record_bytes_are_one_error(tmp_path_factory: pytest.TempPathFac
     path = tmp_path_factory.mktemp("rec") / "state.json"
     path.write_bytes(blob)
     try:
-        read_json(path, "state", "add --restart")
+        read_record(path, TrainState, "add --restart")
     except InvalidInput as exc:
         one_line(exc)
 
