@@ -128,7 +128,7 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     if plots is not None:
         plots = Path(plots)
         plots.mkdir(parents=True, exist_ok=True)
-        stem = (card or {}).get("id", path.stem).replace("@", "_v")
+        stem = (card["name"] if card else path.stem).replace("@", "_v")
         plot_confusion(result["confusion_matrix"], list(ds.class_names), f"{stem} on {ds.name} test",
                        plots / f"{stem}_confusion.png")
     return result

@@ -24,7 +24,7 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
                    "model.keras"), "--json", str(out), "--plots", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert set(result) >= {"model", "accuracy", "loss", "per_class_accuracy", "parity", "latency", "keras_latency",
+    assert set(result) >= {"schema", "path", "id", "name", "accuracy", "loss", "per_class_accuracy", "parity", "latency", "keras_latency",
                            "environment"}
     card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
     swaps = result["parity"]["tie_swaps"]  # ties that this CPU's rounding resolved the other way
