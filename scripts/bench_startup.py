@@ -6,7 +6,8 @@ Each case runs in a new Python process (``-c``), ``--runs`` times, the cases tak
 round so that a slow phase of the machine hits all of them alike. The floor is importing onnxruntime
 and numpy, which any ONNX inference needs. With ``--before REV`` the same paths also run from that
 git revision's source tree (a temporary worktree on PYTHONPATH, same interpreter and libraries).
-Peak memory is the child's maximum resident set size (``wait4``).
+Peak memory is the child's own high-water mark of resident memory (``VmHWM``, read at exit: a forked
+child's ``ru_maxrss`` would include its parent's).
 """
 
 from __future__ import annotations
@@ -42,19 +43,24 @@ def cases(image: Path) -> dict[str, str]:
     }
 
 
-def measure(code: str, pythonpath: str | None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one fresh ``python -c code``."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+PEAK = ("import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('\\nVmHWM ' + next(l.split()[1] for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')) + '\\n'))\n")
+OLD_TREE = ("import sys\n"  # the editable install's import hook would load today's package: drop it
+            "sys.meta_path = [f for f in sys.meta_path if 'editable' not in type(f).__module__]\n"
+            "sys.path.insert(0, {tree!r})\n")
+
+
+def measure(code: str, tree: str | None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one fresh ``python -c code`` (from the source ``tree`` if given)."""
+    script = PEAK + (OLD_TREE.format(tree=tree) if tree else "") + code
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {code}\n{proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {code}\n{proc.stderr[-2000:]}")
+    return wall, int(proc.stderr.rsplit("VmHWM ", 1)[1].split()[0]) / 1024
 
 
 def digit_png(directory: Path) -> Path:
