@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 from .errors import DataError, MnistZooError, VerificationError  # noqa: E402
 
 _LAZY = {"get_model": "zoo", "list_models": "zoo",  # loaded on first use
-         "load_pretrained": "pretrained", "Classifier": "pretrained"}
+         "load_pretrained": "pretrained", "Classifier": "pretrained", "prepare": "preparation"}
 
 
 def __getattr__(name: str):  # noqa: ANN202 - modules load on first use, so `mnistzoo list` starts fast
@@ -29,4 +29,4 @@ def __getattr__(name: str):  # noqa: ANN202 - modules load on first use, so `mni
 
 
 __all__ = ["Classifier", "DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model",
-           "list_models", "load_pretrained", "train"]
+           "list_models", "load_pretrained", "prepare", "train"]

@@ -1,4 +1,4 @@
-"""Optional dependencies: the ``train`` extra (TensorFlow, Keras, tf2onnx, onnx, matplotlib)."""
+"""Optional dependencies: ``train`` (TensorFlow, Keras, tf2onnx, onnx, matplotlib) and ``serve`` (FastAPI, uvicorn)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import importlib.util
 
 from .errors import MnistZooError
 
-TRAIN_EXTRA = "pip install 'mnistzoo[train]'"
-TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib")
+EXTRAS = {"train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib"), "serve": ("fastapi", "uvicorn")}
 
 
-def require_train_extra(what: str, modules: tuple[str, ...] = TRAIN_MODULES) -> None:
-    """A one-line error naming the extra when one of ``modules`` is not installed."""
-    missing = [m for m in modules if not _installed(m)]
+def require_extra(extra: str, what: str, modules: tuple[str, ...] | None = None) -> None:
+    """A one-line error naming ``pip install 'mnistzoo[extra]'`` when one of its modules is not installed."""
+    missing = [m for m in modules or EXTRAS[extra] if not _installed(m)]
     if missing:
-        raise MnistZooError(f"{what} needs {', '.join(missing)}, which this install lacks (inference only); "
-                            f"install the training extra: {TRAIN_EXTRA}")
+        raise MnistZooError(f"{what} needs {', '.join(missing)}, which this install lacks; "
+                            f"install the {extra} extra: pip install 'mnistzoo[{extra}]'")
 
 
 def _installed(module: str) -> bool:

@@ -9,9 +9,9 @@ from ._io import atomic_path
 
 def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported on first use
     """``matplotlib.pyplot`` on the Agg backend (headless); without the training extra, a one-line error."""
-    from ._extras import require_train_extra
+    from ._extras import require_extra
 
-    require_train_extra("plots", ("matplotlib",))
+    require_extra("train", "plots", ("matplotlib",))
     import matplotlib
 
     matplotlib.use("Agg")

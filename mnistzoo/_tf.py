@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from ._extras import require_train_extra
+from ._extras import require_extra
 
 
 @contextlib.contextmanager
@@ -28,7 +28,7 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-require_train_extra("training, export, Keras parity and reports")
+require_extra("train", "training, export, Keras parity and reports")
 with native_stderr_silenced():
     import keras  # noqa: F401
     import tensorflow as tf

@@ -404,22 +404,37 @@ def _print_eval(r: dict) -> None:
 @app.command("predict")
 def predict_cmd(
     model: Annotated[str, typer.Argument(metavar="ID", help="Model id, or id@version.")],
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="PNG or JPEG files; greyscale, resized "
-                                                                         "to 28x28.")],
-    invert: Annotated[bool, typer.Option("--invert", help="The images are dark digits on a light background "
-                                                          "(paper, screenshots): invert them first.")] = False,
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="PNG or JPEG files: photos, scans, "
+                                                                         "drawings of any size.")],
+    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Force the polarity: dark digits "
+                                                   "on light paper (--invert) or light on dark (--no-invert); "
+                                                   "default: detected.")] = None,
+    prepare: Annotated[Optional[str], typer.Option(help="mnist (crop, fit 20x20, centre by mass: the default for "
+                                                        "pictures), resize (plain 28x28 resize) or none.")] = None,
+    show_input: Annotated[Optional[Path], typer.Option("--show-input", help="Write the 28x28 images the model "
+                                                                            "saw to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """Classify images with a pretrained model (zoo home, then starter pack, then MNISTZOO_HUB)."""
+    """Classify pictures with a pretrained model (zoo home, then starter pack, then MNISTZOO_HUB).
+
+    Pictures are prepared the way MNIST was made: polarity detected, paper and specks removed,
+    cropped to the ink, fitted to 20x20 and centred by mass in 28x28.
+    """
     import numpy as np
 
+    from .preparation import as_images, save_inputs
     from .pretrained import load_pretrained
 
+    if show_input is not None:
+        output_file(show_input, "--show-input")
     classifier = load_pretrained(model)
     try:
-        probs = classifier.predict_proba([str(p) for p in images], invert=invert)
+        pixels = as_images([str(p) for p in images], invert=invert, prepare=prepare)
     except ValueError as exc:
-        raise MnistZooError(str(exc)) from None
+        raise InvalidInput(str(exc)) from None
+    probs = classifier.predict_proba(pixels)
+    if show_input is not None:
+        save_inputs(pixels, show_input)
     rows = [{"image": str(path), "label": int(p.argmax()), "class_name": classifier.class_names[int(p.argmax())],
              "top3": [{"label": int(i), "class_name": classifier.class_names[int(i)], "probability": float(p[i])}
                       for i in np.argsort(p)[::-1][:3]]} for path, p in zip(images, probs)]
@@ -433,6 +448,8 @@ def predict_cmd(
         table.add_row(row["image"], f"{row['label']} {row['class_name']}",
                       ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in row["top3"]))
     console.print(table)
+    if show_input is not None:
+        console.print(_ok(f"the 28x28 inputs → {show_input}"))
 
 
 @app.command("publish")
@@ -465,6 +482,24 @@ def pull_cmd(
     for model_id in ids:
         for kind, path in pull(model_id, hub).items():
             console.print(_ok(f"{model_id} {kind}: verified → {path}"))
+
+
+@app.command("serve")
+def serve_cmd(
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Models to serve (default: every "
+                                                                              "local one: zoo home, starter pack, "
+                                                                              "hub cache).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the page to your "
+                                           "network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """A local page to draw or upload a digit and compare every model's reading, with a JSON API.
+
+    Needs the serve extra: pip install 'mnistzoo[serve]'. Ctrl-C stops it.
+    """
+    from .serve import serve
+
+    serve(ids, host=host, port=port, ready=lambda url: console.print(f"mnistzoo serve: {url} (Ctrl-C stops it)"))
 
 
 @app.command("report")

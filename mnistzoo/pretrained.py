@@ -26,7 +26,6 @@ import os
 import shutil
 import tempfile
 import urllib.parse
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,7 +35,8 @@ import numpy as np
 from . import data
 from ._checks import output_dir
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
-from .errors import DataError, InvalidInput, MnistZooError, VerificationError, literal
+from .errors import DataError, InvalidInput, MnistZooError, VerificationError
+from .preparation import as_images
 from .records import ExportRecord, TrainCard, read_record
 from .runs import runs_dir
 from .runtime import open_model
@@ -47,8 +47,6 @@ HUB_FORMAT = "mnistzoo-hub/1"
 MANIFEST = "manifest.json"
 KINDS = {"onnx": "model.onnx", "keras": "model.keras", "card": "card.json"}
 STARTER = Path(__file__).with_name("starter")
-SHAPES = "(28,28), (N,28,28), (N,784) or (N,28,28,1)"
-MAX_PIXELS = 40_000_000  # a picture larger than this (e.g. a decompression bomb) is refused before decoding
 log = logging.getLogger(__name__)
 
 
@@ -67,79 +65,6 @@ class HubFile:
 # ----------------------------------------------------------------------------- images
 
 
-def as_images(images: Any, *, invert: bool = False) -> np.ndarray:
-    """Turn any accepted input into float32 (N,28,28) raw 0-255 pixels, white digit on black.
-
-    Accepted: uint8 or float arrays shaped (28,28), (N,28,28), (N,784) or (N,28,28,1) with 0-255
-    pixels; PNG/JPEG paths and PIL images (made greyscale and resized to 28x28), alone or in a list.
-    ``invert=True`` flips dark-on-light digits (paper scans) to the dataset's light-on-dark.
-    """
-    if isinstance(images, (str, os.PathLike)) or _is_picture(images):
-        images = [images]
-    if isinstance(images, (list, tuple)) and images and all(
-            isinstance(i, (str, os.PathLike)) or _is_picture(i) for i in images):
-        pixels = np.stack([_picture_pixels(i) for i in images]).astype(np.float32)
-    else:
-        pixels = _array_pixels(np.asarray(images))
-    return 255.0 - pixels if invert else pixels
-
-
-def _is_picture(obj: Any) -> bool:
-    return type(obj).__module__.startswith("PIL.")
-
-
-def _array_pixels(a: np.ndarray) -> np.ndarray:
-    if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"images: expected uint8 or float pixels 0-255, got dtype {a.dtype}; "
-                         "convert with .astype(np.uint8) or .astype(np.float32)")
-    if a.shape == (28, 28):
-        a = a[None]
-    elif a.ndim == 2 and a.shape[1] == 784:
-        a = a.reshape(-1, 28, 28)
-    elif a.ndim == 4 and a.shape[1:] == (28, 28, 1):
-        a = a[..., 0]
-    elif a.ndim != 3 or a.shape[1:] != (28, 28):
-        raise ValueError(f"images: expected shape {SHAPES}, got {a.shape}")
-    if len(a) == 0:
-        raise ValueError(f"images: expected at least one image shaped {SHAPES}, got none")
-    if not np.isfinite(a).all():
-        raise ValueError("images: expected pixel values in 0-255, found NaN or infinity")
-    if a.min() < 0 or a.max() > 255:
-        raise ValueError(f"images: expected pixel values in 0-255, found {a.min():g} to {a.max():g}")
-    return a.astype(np.float32)
-
-
-def _picture_pixels(item: Any) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    if not _is_picture(item):
-        name = literal(item)
-        if Path(item).is_dir():
-            raise ValueError(f"image {name}: is a directory; give PNG or JPEG files")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(item, formats=["PNG", "JPEG"]) as picture:
-                    return _picture_pixels(picture)
-        except FileNotFoundError:
-            raise ValueError(f"image {name}: no such file") from None
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-                SyntaxError) as exc:
-            raise ValueError(f"image {name}: not a readable PNG or JPEG file, or truncated "
-                             f"({type(exc).__name__}); give an intact PNG or JPEG") from None
-    if item.width * item.height > MAX_PIXELS:
-        raise ValueError(f"image of {item.width}x{item.height} pixels: larger than the {MAX_PIXELS:,} pixels "
-                         "accepted (a decompression bomb?); scale the picture down first")
-    try:
-        grey = item.convert("L")
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"image: cannot decode its pixels, the file is truncated or corrupt "
-                         f"({type(exc).__name__}); give an intact PNG or JPEG") from None
-    if grey.size != (28, 28):
-        grey = grey.resize((28, 28), Image.Resampling.LANCZOS)
-    return np.asarray(grey, dtype=np.uint8)
-
-
 # ----------------------------------------------------------------------------- the classifier
 
 
@@ -153,13 +78,13 @@ class Classifier:
         self.path, self.source, self.card = Path(path), source, self._model.card
         self.class_names: list[str] = list(self.card["class_names"])
 
-    def predict_proba(self, images: Any, *, invert: bool = False) -> np.ndarray:
-        """Class probabilities, float32 (N,10)."""
-        return self._model.predict(as_images(images, invert=invert))
+    def predict_proba(self, images: Any, *, invert: bool | None = None, prepare: str | None = None) -> np.ndarray:
+        """Class probabilities, float32 (N,10); ``invert`` and ``prepare`` as in :func:`as_images`."""
+        return self._model.predict(as_images(images, invert=invert, prepare=prepare))
 
-    def predict(self, images: Any, *, invert: bool = False) -> np.ndarray:
+    def predict(self, images: Any, *, invert: bool | None = None, prepare: str | None = None) -> np.ndarray:
         """Predicted class indices, int64 (N,); ``class_names[i]`` names them."""
-        return self.predict_proba(images, invert=invert).argmax(axis=1)
+        return self.predict_proba(images, invert=invert, prepare=prepare).argmax(axis=1)
 
     def __repr__(self) -> str:
         return f"Classifier({self.card['name']}, {self.card['dataset']}, from {self.source}: {self.path})"

@@ -17,7 +17,8 @@ from hypothesis.extra import numpy as hnp
 from mnistzoo import _checks
 from mnistzoo.errors import InvalidInput, MnistZooError
 from mnistzoo.parity import compare, tie_margin
-from mnistzoo.pretrained import as_images, read_manifest
+from mnistzoo.preparation import as_images
+from mnistzoo.pretrained import read_manifest
 from mnistzoo.records import EvalRecord, ExportRecord, OnnxCard, TrainCard, TrainState, read_history, read_record
 from mnistzoo.zoo import get_model_class, list_models
 

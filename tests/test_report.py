@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import chromium, needs_browser
 from cli_helpers import assert_one_line_error, run_cli
 from mnistzoo.report import build_report, hidden_kernels, judge, parse_claim, plot_kernels, verdicts
 from mnistzoo.zoo import get_model, list_models
@@ -19,7 +19,6 @@ from mnistzoo.zoo.specs import STUDIES, SpecError, study_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS, DOCS = ROOT / "results", ROOT / "docs"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 def _history(val_losses: list[float]) -> list[dict]:
@@ -162,22 +161,12 @@ def test_report_errors(runs: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "b" / "index.html").exists()
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("MNISTZOO_REQUIRE_BROWSER"),
-                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+@needs_browser
 def test_page_renders_in_headless_chromium(report: Path) -> None:
     from PIL import Image
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER or "chromedriver"), options=options)
-    try:
+    with chromium() as driver:
         driver.get((report / "index.html").as_uri())
         images = driver.find_elements(By.TAG_NAME, "img")
         assert len(images) == len(list((report / "img").glob("*.png")))
@@ -199,5 +188,3 @@ def test_page_renders_in_headless_chromium(report: Path) -> None:
         assert severe == []
         shot = np.asarray(Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("L"), dtype=float)
         assert shot.std() > 10  # text and tables, not a blank page
-    finally:
-        driver.quit()
