@@ -126,8 +126,8 @@ def _paper(x: np.ndarray) -> tuple[np.ndarray, float]:
     for _ in range(3):  # least squares, then again on every pixel it explains
         coef, *_ = np.linalg.lstsq(design[keep], sample.ravel()[keep], rcond=None)
         residual = sample.ravel() - design @ coef
-        spread = 1.4826 * float(np.median(np.abs(residual[keep] - np.median(residual[keep])))) + 1e-3
-        keep = np.abs(residual) < 3 * spread
+        spread = max(1.4826 * float(np.median(np.abs(residual[keep] - np.median(residual[keep])))), 1.0)
+        keep = np.abs(residual) < 3 * spread  # never empty: a grey level of spread at least
     rows, cols = np.arange(h)[:, None] / h, np.arange(w)[None, :] / w
     return coef[0] + coef[1] * rows + coef[2] * cols, spread
 
@@ -245,8 +245,8 @@ def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = 
     Accepted: uint8 or float arrays shaped (28,28), (N,28,28), (N,784) or (N,28,28,1) with 0-255
     pixels, used as they are (the dataset's form); PNG/JPEG paths and PIL images, alone or in a
     list. ``prepare``: ``"mnist"`` (the default for pictures: :func:`prepare`), ``"resize"`` (plain
-    greyscale resize) or ``"none"``; a 28x28 light-on-dark picture is already in the dataset's form
-    and passes unchanged unless ``prepare`` is given. ``invert``: None detects the polarity under
+    greyscale resize) or ``"none"``; a 28x28 picture is taken to be in the dataset's form and passes
+    unchanged unless ``prepare`` is given. ``invert``: None detects the polarity under
     ``"mnist"`` (else means False); True/False forces it.
     """
     if prepare not in (None, *PREPARATIONS):
@@ -270,8 +270,7 @@ def _picture(item: Any, invert: bool | None, mode: str | None) -> np.ndarray:
     """One picture (or 2-D array) prepared as ``mode`` says (None: by its form)."""
     pixels = grey(open_picture(item)) if not isinstance(item, np.ndarray) else item
     if mode is None:
-        in_dataset_form = pixels.shape == (SIDE, SIDE) and float(np.median(pixels)) <= 127.5
-        mode = "none" if in_dataset_form else "mnist"
+        mode = "none" if pixels.shape == (SIDE, SIDE) else "mnist"  # 28x28: the dataset's own form
     if mode == "mnist":
         return prepare(pixels, invert=invert)
     return resize(pixels, invert=bool(invert))

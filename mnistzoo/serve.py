@@ -120,15 +120,20 @@ def create_app(names: list[str] | None = None) -> Any:
             body += chunk
             if len(body) > MAX_BODY:
                 return error(413, f"the body is over {MAX_BODY:,} bytes")
-        is_json = request.headers.get("content-type", "").startswith("application/json")
-        try:
-            pixels = await run_in_threadpool(_array_pixels if is_json else _picture_pixels, bytes(body))
+        read = _array_pixels if request.headers.get("content-type", "").startswith("application/json") \
+            else _picture_pixels
+        try:  # decoding, preparation and prediction in one trip to the thread pool
+            return JSONResponse(await run_in_threadpool(_answer, read, bytes(body), [classifiers[m] for m in wanted]))
         except ValueError as exc:
             return error(400, str(exc))
-        results = await run_in_threadpool(_predict_all, [classifiers[m] for m in wanted], pixels)
-        return {"input": pixels[0].round(1).tolist(), "results": results}
 
     return app
+
+
+def _answer(read: Any, body: bytes, classifiers: list) -> dict:
+    """The 28x28 input read from ``body`` and each model's reading of it."""
+    pixels = read(body)
+    return {"input": pixels[0].round(1).tolist(), "results": _predict_all(classifiers, pixels)}
 
 
 def _predict_all(classifiers: list, pixels: np.ndarray) -> list[dict]:
