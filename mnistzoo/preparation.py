@@ -7,7 +7,8 @@ somewhere on a page, dark ink on light paper, looks nothing like that; :func:`pr
 1. greyscale (transparent pixels count as white paper);
 2. polarity: dark ink on light paper is inverted to the dataset's light-on-dark (``invert`` overrides);
 3. background and noise suppressed: the paper's level (a plane, for uneven lighting) is subtracted,
-   faint texture set to zero, and specks (blobs much smaller than the digit's) removed;
+   faint texture set to zero, and specks (blobs much smaller than the digit's), ruled lines and the
+   edges of a scan (blobs crossing the whole picture) removed;
 4. cropped to the ink, ignoring the outermost 0.2 % of its mass;
 5. strokes thinner than MNIST's (a fine pen on a large scan) thickened before scaling down;
 6. scaled to fit 20x20 keeping the aspect ratio, and placed in 28x28 by centre of mass.
@@ -175,9 +176,23 @@ def _digit_only(ink: np.ndarray, grid: int = 128) -> np.ndarray:
                             and not labels[rr, cc]:
                         labels[rr, cc] = labels[r, c]
                         stack.append((rr, cc))
-    kept = np.nonzero(np.array(totals) >= BLOB * max(totals))[0]
+    totals_ = np.array(totals)
+    lines = [i for i in range(1, len(totals)) if _is_rule(labels == i)]
+    if len(lines) < len(totals) - 1:  # ruled lines and scanner edges go, unless nothing else is there
+        totals_[lines] = 0
+    kept = np.nonzero(totals_ >= BLOB * totals_.max())[0]
     keep = np.isin(labels, kept[kept > 0])
     return ink * np.repeat(np.repeat(keep, f, axis=0), f, axis=1)[:h, :w]
+
+
+def _is_rule(blob: np.ndarray) -> bool:
+    """Ruled lines and the edges of a scan: a blob crossing the picture one way and thin the other, or a
+    sparse frame crossing it both ways (lines meeting at the corners)."""
+    rows, cols = np.nonzero(blob)
+    height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+    wide, tall = width >= 0.9 * blob.shape[1], height >= 0.9 * blob.shape[0]
+    thin = (wide and height <= 0.1 * blob.shape[0]) or (tall and width <= 0.1 * blob.shape[1])
+    return thin or (wide and tall and rows.size < 0.05 * height * width)
 
 
 def _extent(mass: np.ndarray) -> slice:

@@ -50,6 +50,13 @@ def test_the_same_digit_reads_the_same_wherever_and_however_it_is_drawn(mnist: d
         prepare(ways[0], invert=False)
 
 
+def test_scan_edges_and_ruled_lines_clear_of_the_digit_are_ignored(mnist: data.Dataset) -> None:
+    clean = on_paper(mnist.x_test[0], (400, 500), (80, 120), 5, True)
+    scanned = clean.copy()
+    scanned[5:7, :], scanned[380:382, :], scanned[:, :6] = 120, 120, 40  # lines, and the scanner's dark edge
+    assert np.abs(prepare(scanned) - prepare(clean)).mean() < 2  # the same digit, the ink level a little apart
+
+
 def test_dataset_form_passes_unchanged_unless_asked(mnist: data.Dataset) -> None:
     x = mnist.x_test[:20]
     np.testing.assert_array_equal(as_images(x), x.astype(np.float32))
