@@ -429,7 +429,8 @@ def predict_cmd(
         output_file(show_input, "--show-input")
     classifier = load_pretrained(model)
     try:
-        pixels = as_images([str(p) for p in images], invert=invert, prepare=prepare)
+        pixels = as_images([str(p) for p in images], invert=invert, prepare=prepare,
+                           dataset=classifier.card["dataset"])
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     probs = classifier.predict_proba(pixels)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,25 @@ import numpy as np
 from .errors import literal
 
 MAX_PIXELS = 40_000_000  # a larger picture (e.g. a decompression bomb) is refused before decoding
-BOX, SIDE = 20, 28  # MNIST: digits fit a 20x20 box inside a 28x28 image
+SIDE = 28
 TRIM = 0.002  # share of the ink's mass ignored at each edge when cropping
 FAINT = 0.2  # ink below this share of the ink level is background texture or noise
 MNIST_STROKE = 2.0  # typical MNIST stroke width, in pixels of the 20x20 box
 MIN_CONTRAST = 24.0
 BLOB = 0.1  # blobs with less than this share of the largest blob's ink are specks  # grey levels between paper and ink below which a picture counts as blank
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a dataset placed its pictures: the box they were fitted to, how they were centred, strokes."""
+
+    box: int  # the longer side is scaled to this many pixels
+    by_mass: bool  # centred by centre of mass (else by the middle of the bounding box)
+    strokes: bool  # thin strokes are thickened to the dataset's width
+
+
+STYLES = {"mnist": Style(20, True, True),  # LeCun et al.: 20x20 box, centre of mass in 28x28
+          "fashion_mnist": Style(28, False, False)}  # Xiao et al.: longest edge 28, centred
 
 
 def open_picture(item: Any) -> Any:
@@ -89,19 +103,23 @@ def resize(image: Any, *, invert: bool = False) -> np.ndarray:
     return 255 - pixels if invert else pixels
 
 
-def prepare(image: Any, *, invert: bool | None = None) -> np.ndarray:
+def prepare(image: Any, *, invert: bool | None = None, dataset: str = "mnist") -> np.ndarray:
     """A 28x28 float32 image of raw 0-255 pixels, white digit on black, made the way MNIST was.
 
     ``image``: a PNG/JPEG path, a PIL image or a 2-D array of 0-255 grey levels. ``invert``: None
     detects the polarity (the paper is the most common grey level), True/False forces it.
+    ``dataset="fashion_mnist"`` places the item as Fashion-MNIST did (longest edge 28, centred).
     Raises ``ValueError`` for a blank picture.
     """
+    if dataset not in STYLES:
+        raise ValueError(f"dataset={dataset!r}: choose one of {', '.join(STYLES)}")
+    style = STYLES[dataset]
     pixels = _as_grey(image)
     dark_on_light = float(np.median(pixels)) > 127.5 if invert is None else invert
     ink = _digit_only(_ink(255 - pixels if dark_on_light else pixels))
     rows, cols = _extent(ink.sum(1)), _extent(ink.sum(0))
-    crop = _thicken(ink[rows, cols])
-    return _centre(_fit(crop)) * 255
+    crop = _thicken(ink[rows, cols], style.box) if style.strokes else ink[rows, cols]
+    return _centre(_fit(crop, style.box), style.by_mass) * 255
 
 
 def _as_grey(image: Any) -> np.ndarray:
@@ -203,11 +221,11 @@ def _extent(mass: np.ndarray) -> slice:
     return slice(first, max(last, first) + 1)
 
 
-def _thicken(crop: np.ndarray) -> np.ndarray:
-    """Widen strokes that would end up thinner than MNIST's once the crop is scaled to the 20x20 box."""
+def _thicken(crop: np.ndarray, box: int) -> np.ndarray:
+    """Widen strokes that would end up thinner than MNIST's once the crop is scaled to the box."""
     from PIL import Image, ImageFilter
 
-    scale = max(crop.shape) / BOX  # source pixels per box pixel
+    scale = max(crop.shape) / box  # source pixels per box pixel
     mask = crop > 0.5
     area = int(mask.sum())
     if scale <= 1 or area == 0:
@@ -222,25 +240,25 @@ def _thicken(crop: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(crop, mode="F").filter(ImageFilter.MaxFilter(min(size, 31))))
 
 
-def _fit(crop: np.ndarray) -> np.ndarray:
-    """The crop scaled (anti-aliased) so that its longer side is 20 pixels, ink renormalised to 0-1."""
+def _fit(crop: np.ndarray, box: int) -> np.ndarray:
+    """The crop scaled (anti-aliased) so that its longer side is ``box`` pixels, ink renormalised to 0-1."""
     from PIL import Image
 
     h, w = crop.shape
-    scale = BOX / max(h, w)
+    scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     fitted = np.clip(np.asarray(Image.fromarray(crop, mode="F").resize(size, Image.Resampling.LANCZOS)), 0, None)
     return fitted / fitted.max() if fitted.max() > 0 else fitted
 
 
-def _centre(digit: np.ndarray) -> np.ndarray:
-    """``digit`` placed in a 28x28 image with its centre of mass at the centre (kept inside the image)."""
+def _centre(digit: np.ndarray, by_mass: bool) -> np.ndarray:
+    """``digit`` placed in a 28x28 image, its centre of mass (or its middle) at the centre, kept inside."""
     h, w = digit.shape
     total = digit.sum()
     if total <= 0:
         raise ValueError("image is blank: no ink left after preparation; give a picture with a digit on it")
-    cy = float((digit.sum(1) * np.arange(h)).sum() / total)
-    cx = float((digit.sum(0) * np.arange(w)).sum() / total)
+    cy = float((digit.sum(1) * np.arange(h)).sum() / total) if by_mass else (h - 1) / 2
+    cx = float((digit.sum(0) * np.arange(w)).sum() / total) if by_mass else (w - 1) / 2
     top = min(max(int(round(SIDE / 2 - 0.5 - cy)), 0), SIDE - h)
     left = min(max(int(round(SIDE / 2 - 0.5 - cx)), 0), SIDE - w)
     out = np.zeros((SIDE, SIDE), dtype=np.float32)
@@ -254,7 +272,8 @@ SHAPES = "(28,28), (N,28,28), (N,784) or (N,28,28,1)"
 PREPARATIONS = ("mnist", "resize", "none")
 
 
-def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = None) -> np.ndarray:
+def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = None,
+              dataset: str = "mnist") -> np.ndarray:
     """Turn any accepted input into float32 (N,28,28) raw 0-255 pixels, white digit on black.
 
     Accepted: uint8 or float arrays shaped (28,28), (N,28,28), (N,784) or (N,28,28,1) with 0-255
@@ -262,7 +281,8 @@ def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = 
     list. ``prepare``: ``"mnist"`` (the default for pictures: :func:`prepare`), ``"resize"`` (plain
     greyscale resize) or ``"none"``; a 28x28 picture is taken to be in the dataset's form and passes
     unchanged unless ``prepare`` is given. ``invert``: None detects the polarity under
-    ``"mnist"`` (else means False); True/False forces it.
+    ``"mnist"`` (else means False); True/False forces it. ``dataset`` picks how pictures are placed
+    (see :func:`prepare`).
     """
     if prepare not in (None, *PREPARATIONS):
         raise ValueError(f"prepare={prepare!r}: choose one of {', '.join(PREPARATIONS)}")
@@ -270,10 +290,10 @@ def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = 
         images = [images]
     if isinstance(images, (list, tuple)) and images and all(
             isinstance(i, (str, os.PathLike)) or _is_picture(i) for i in images):
-        return np.stack([_picture(i, invert, prepare) for i in images]).astype(np.float32)
+        return np.stack([_picture(i, invert, prepare, dataset) for i in images]).astype(np.float32)
     pixels = _array_pixels(np.asarray(images))
     if prepare == "mnist":
-        return np.stack([_picture(p, invert, "mnist") for p in pixels])
+        return np.stack([_picture(p, invert, "mnist", dataset) for p in pixels])
     return 255.0 - pixels if invert else pixels
 
 
@@ -281,13 +301,13 @@ def _is_picture(obj: Any) -> bool:
     return type(obj).__module__.startswith("PIL.")
 
 
-def _picture(item: Any, invert: bool | None, mode: str | None) -> np.ndarray:
+def _picture(item: Any, invert: bool | None, mode: str | None, dataset: str) -> np.ndarray:
     """One picture (or 2-D array) prepared as ``mode`` says (None: by its form)."""
     pixels = grey(open_picture(item)) if not isinstance(item, np.ndarray) else item
     if mode is None:
         mode = "none" if pixels.shape == (SIDE, SIDE) else "mnist"  # 28x28: the dataset's own form
     if mode == "mnist":
-        return prepare(pixels, invert=invert)
+        return prepare(pixels, invert=invert, dataset=dataset)
     return resize(pixels, invert=bool(invert))
 
 

@@ -80,7 +80,7 @@ class Classifier:
 
     def predict_proba(self, images: Any, *, invert: bool | None = None, prepare: str | None = None) -> np.ndarray:
         """Class probabilities, float32 (N,10); ``invert`` and ``prepare`` as in :func:`as_images`."""
-        return self._model.predict(as_images(images, invert=invert, prepare=prepare))
+        return self._model.predict(as_images(images, invert=invert, prepare=prepare, dataset=self.card["dataset"]))
 
     def predict(self, images: Any, *, invert: bool | None = None, prepare: str | None = None) -> np.ndarray:
         """Predicted class indices, int64 (N,); ``class_names[i]`` names them."""

@@ -46,8 +46,8 @@ def local_models() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _picture_pixels(body: bytes) -> np.ndarray:
-    """The 28x28 input of a PNG/JPEG body, prepared MNIST-style; ``ValueError`` for anything else."""
+def _picture(body: bytes) -> Any:
+    """The picture in a PNG/JPEG body (checked, not yet prepared); ``ValueError`` for anything else."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -56,7 +56,7 @@ def _picture_pixels(body: bytes) -> np.ndarray:
         raise ValueError(f"the body is not a PNG or JPEG image ({type(exc).__name__})") from None
     if picture.width * picture.height > MAX_PIXELS:
         raise ValueError(f"a {picture.width}x{picture.height} picture is over the {MAX_PIXELS:,} pixels accepted")
-    return as_images(picture)
+    return picture
 
 
 def _array_pixels(body: bytes) -> np.ndarray:
@@ -69,7 +69,7 @@ def _array_pixels(body: bytes) -> np.ndarray:
             from None
     if image.shape != (SIDE, SIDE):
         raise ValueError(f"image: expected shape ({SIDE}, {SIDE}), got {image.shape}")
-    return as_images(image)
+    return as_images(image)  # checked: finite, 0-255
 
 
 def create_app(names: list[str] | None = None) -> Any:
@@ -121,7 +121,7 @@ def create_app(names: list[str] | None = None) -> Any:
             if len(body) > MAX_BODY:
                 return error(413, f"the body is over {MAX_BODY:,} bytes")
         read = _array_pixels if request.headers.get("content-type", "").startswith("application/json") \
-            else _picture_pixels
+            else _picture
         try:  # decoding, preparation and prediction in one trip to the thread pool
             return JSONResponse(await run_in_threadpool(_answer, read, bytes(body), [classifiers[m] for m in wanted]))
         except ValueError as exc:
@@ -131,20 +131,18 @@ def create_app(names: list[str] | None = None) -> Any:
 
 
 def _answer(read: Any, body: bytes, classifiers: list) -> dict:
-    """The 28x28 input read from ``body`` and each model's reading of it."""
-    pixels = read(body)
-    return {"input": pixels[0].round(1).tolist(), "results": _predict_all(classifiers, pixels)}
-
-
-def _predict_all(classifiers: list, pixels: np.ndarray) -> list[dict]:
+    """Each model's reading of ``body`` (a picture is prepared as each model's dataset was made), and the
+    28x28 input the first model saw."""
+    image = read(body)
+    inputs = {name: as_images(image, dataset=name) for name in dict.fromkeys(c.card["dataset"] for c in classifiers)}
     out = []
     for c in classifiers:
         t0 = time.perf_counter()
-        p = c.predict_proba(pixels)[0]
+        p = c.predict_proba(inputs[c.card["dataset"]])[0]
         ms = (time.perf_counter() - t0) * 1e3
         out.append({"model": c.card["name"], "probabilities": [float(v) for v in p], "prediction": int(p.argmax()),
                     "class_name": c.class_names[int(p.argmax())], "ms": ms})
-    return out
+    return {"input": inputs[classifiers[0].card["dataset"]][0].round(1).tolist(), "results": out}
 
 
 def serve(names: list[str] | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -44,10 +44,10 @@ def as_png(image: np.ndarray) -> Image.Image:
     return Image.open(buffer)
 
 
-def mnist_style(picture: Image.Image) -> np.ndarray | None:
+def mnist_style(picture: Image.Image, dataset: str) -> np.ndarray | None:
     """The new default preparation; None where it calls the picture blank (counted as a wrong reading)."""
     try:
-        return as_images(picture)[0]
+        return as_images(picture, dataset=dataset)[0]
     except ValueError:
         return None
 
@@ -72,7 +72,7 @@ def main() -> None:
                 "resize": as_images(pictures, prepare="resize"),
                 "resize, polarity by hand": np.stack([as_images(d.picture, prepare="resize",
                                                                 invert=d.dark_on_light)[0] for d in own]),
-                "mnist, polarity detected": [mnist_style(p) for p in pictures],
+                "mnist, polarity detected": [mnist_style(p, name) for p in pictures],
                 "test arrays": ds.x_test, "test labels": ds.y_test,
                 "test PNGs": as_images([as_png(x) for x in ds.x_test]),
             }
