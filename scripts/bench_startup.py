@@ -121,7 +121,7 @@ def render(samples: dict, args: argparse.Namespace) -> str:
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `python scripts/bench_startup.py "
         f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}` on {cpu_name()} ({os.cpu_count()} cores), Python "
         f"{platform.python_version()}; machine load: {args.load}. Each cell: the median of "
-        f"{args.runs} fresh processes, the cases taking turns round by round; in brackets the ratio to the floor "
+        f"{args.runs} fresh processes, the cases taking turns round by round; the ratios are to the floor "
         "measured in the same rounds.",
         "",
         "| code | path | wall s | peak RSS MB | time ratio | memory ratio | goal (time) |",
