@@ -9,6 +9,11 @@ from .errors import MnistZooError
 EXTRAS = {"train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib"), "serve": ("fastapi", "uvicorn")}
 
 
+def has_extra(extra: str) -> bool:
+    """Whether every module of ``extra`` is installed."""
+    return all(_installed(m) for m in EXTRAS[extra])
+
+
 def require_extra(extra: str, what: str, modules: tuple[str, ...] | None = None) -> None:
     """A one-line error naming ``pip install 'mnistzoo[extra]'`` when one of its modules is not installed."""
     missing = [m for m in modules or EXTRAS[extra] if not _installed(m)]

@@ -16,6 +16,7 @@ import numpy as np
 from . import data
 from ._checks import output_dir, positive_float, positive_int
 from ._env import environment
+from ._extras import has_extra, require_extra
 from ._io import sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
@@ -86,7 +87,11 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     name = dataset or (card or {}).get("dataset")
     if name is None:
         raise MnistZooError(f"{path} has no mnistzoo card; say which test set to use with --dataset mnist|fashion_mnist")
-    ckpt = Path(keras_path) if keras_path is not None else find_checkpoint(path, card)
+    if keras_path is not None or compare_keras:
+        require_extra("train", "Keras parity and --compare-keras")
+    # Parity with a checkpoint found on its own is checked only where Keras is installed.
+    ckpt = Path(keras_path) if keras_path is not None else \
+        find_checkpoint(path, card) if has_extra("train") else None
     if keras_path is not None and not Path(keras_path).is_file():
         raise InvalidInput(f"--keras {keras_path}: {'is a directory' if Path(keras_path).is_dir() else 'no such file'}; "
                            "give the .keras checkpoint file the ONNX file was exported from")

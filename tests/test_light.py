@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -73,8 +76,9 @@ def test_inference_paths_never_import_tensorflow(case: str, home: Path, tmp_path
     assert "HEAVY []" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_without_the_training_extra_heavy_commands_name_it(tmp_path: Path) -> None:
-    """With TensorFlow made unimportable, training is one line naming the extra, and prediction still works."""
+def test_without_the_training_extra_heavy_commands_name_it(tmp_path: Path, runs: Path, exported: Path,
+                                                            home: Path) -> None:
+    """With TensorFlow made unimportable, training is one line naming the extra, and inference still works."""
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(textwrap.dedent("""
@@ -85,8 +89,6 @@ def test_without_the_training_extra_heavy_commands_name_it(tmp_path: Path) -> No
                     raise ModuleNotFoundError(name)
         sys.meta_path.insert(0, Block())
         """))
-    import os
-
     env = {**os.environ, "PYTHONPATH": str(blocker)}
     proc = subprocess.run([sys.executable, "-m", "mnistzoo", "train", "mlp2"], capture_output=True, text=True,
                           env=env, timeout=120)
@@ -96,6 +98,17 @@ def test_without_the_training_extra_heavy_commands_name_it(tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-m", "mnistzoo", "show", "mlp2"], capture_output=True, text=True,
                           env=env, timeout=120)
     assert proc.returncode == 0 and "1,333,770" in proc.stdout, proc.stderr
+    beside = tmp_path / "model"  # an exported file with its matching checkpoint beside it, as in a hub cache
+    beside.mkdir()
+    shutil.copy(exported / "model.onnx", beside / "model.onnx")
+    shutil.copy(runs / "mlp3_dropout_bn@1" / "model.keras", beside / "model.keras")
+    evaluate = [sys.executable, "-m", "mnistzoo", "eval", str(beside / "model.onnx"), "--batch-sizes", "1", "--runs",
+                "3", "--json", str(tmp_path / "eval.json")]
+    proc = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["parity"] is None  # no Keras here: no parity
+    proc = subprocess.run([*evaluate, "--compare-keras"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "pip install 'mnistzoo[train]'" in proc.stderr, proc.stderr
 
 
 def test_the_wheel_declares_every_package_folder() -> None:
