@@ -64,6 +64,10 @@ class ParityError(VerificationError):
     """The ONNX file was produced but does not match Keras within tolerance (exit code 1)."""
 
 
+class ShapeError(VerificationError):
+    """The ONNX file's shapes are not all known statically with a symbolic batch (exit code 1)."""
+
+
 @dataclass
 class ExportResult:
     model: str
@@ -146,9 +150,66 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_AXIS
     del proto.graph.value_info[:]  # tf2onnx's intermediate shapes carry arbitrary unk__N names
+    static_reshapes(proto)
     proto.graph.doc_string = "converted by tf2onnx from a tf.function"  # tf2onnx's names a per-process counter
     _renumber_generated_names(proto.graph)
     return proto
+
+
+def static_reshapes(proto: onnx.ModelProto) -> int:
+    """Give each Reshape whose target is computed at run time a constant ``[-1, d, ...]``; return how many.
+
+    tf2onnx turns some Flattens into Shape -> Gather -> Cast -> Slice -> Concat -> Cast -> Reshape, which a
+    runtime that propagates shapes statically cannot resolve with a symbolic batch. Shape inference knows
+    every dimension after the batch, so the target becomes a constant and the chain that fed it goes.
+    """
+    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    shapes = {v.name: v.type.tensor_type.shape for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    constants = {i.name for i in proto.graph.initializer}
+    changed = 0
+    for node in proto.graph.node:
+        if node.op_type != "Reshape" or node.input[1] in constants or node.output[0] not in shapes:
+            continue
+        rest = [d.dim_value if d.HasField("dim_value") else None for d in shapes[node.output[0]].dim[1:]]
+        if None in rest:
+            continue
+        target = f"{node.name}/static_shape"
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, *rest], np.int64), target))
+        node.input[1] = target
+        changed += 1
+    _prune(proto.graph)
+    return changed
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Drop nodes whose outputs nothing uses (repeatedly), then initializers nothing reads."""
+    while True:
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(out in used for out in node.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
+
+
+def check_static_shapes(proto: onnx.ModelProto) -> None:
+    """Raise :class:`ShapeError` unless every shape is inferable with a symbolic batch, statically."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types for one meaning
+        raise ShapeError(f"shape inference fails with a symbolic batch ({type(exc).__name__}: {exc})") from None
+    producer = {out: node.op_type for node in proto.graph.node for out in node.output}
+    constants = {i.name for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Reshape" and node.input[1] not in constants:
+            raise ShapeError(f"Reshape {node.name} takes its shape from a {producer.get(node.input[1], '?')} node "
+                             "computed at run time, not a constant")
+    out = inferred.graph.output[0].type.tensor_type.shape.dim
+    if len(out) != 2 or out[0].dim_param != BATCH_AXIS or out[1].dim_value != 10:
+        raise ShapeError("the output's shape does not infer to [batch, 10]")
 
 
 def _renumber_generated_names(graph: onnx.GraphProto) -> None:
@@ -375,6 +436,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         proto = convert(model, opset)
         describe(proto, _onnx_card(card, ds, ckpt_sha, opset))
         onnx.checker.check_model(proto, full_check=True)
+        check_static_shapes(proto)
         path = out_dir / ("model.onnx" if i == 0 else f"model.opset{opset}.onnx")
         parity = compare(keras_probs, predict_onnx(make_session(proto), ds.x_test), ds.y_test,
                          atol=atol, max_flips=max_flips)

@@ -203,3 +203,34 @@ def test_corrupt_checkpoint_and_unwritable_out(runs: Path, tmp_path: Path) -> No
     blocker.write_text("x")
     proc = run_cli("export", "mlp3_dropout_bn", "--runs", str(runs), "--out", str(blocker))
     assert_one_line_error(proc, 2, "is a file, not a directory")
+
+
+@pytest.mark.parametrize("model_id", __import__("mnistzoo.zoo", fromlist=["x"]).list_models())
+def test_every_architecture_exports_with_static_shapes(model_id: str) -> None:
+    """No runtime-computed Reshape target (tf2onnx's Flatten chain): shapes infer statically, batch symbolic."""
+    from mnistzoo.export import check_static_shapes, convert
+    from mnistzoo.keras_runtime import predict_keras
+    from mnistzoo.runtime import make_session, predict_onnx
+    from mnistzoo.zoo import get_model
+
+    model = get_model(model_id).build()
+    proto = convert(model)
+    check_static_shapes(proto)
+    assert "Shape" not in {n.op_type for n in proto.graph.node}
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.float32)
+    for batch in (x[:1], x):  # any batch size runs and agrees with Keras
+        np.testing.assert_allclose(predict_onnx(make_session(proto), batch), predict_keras(model, batch), atol=1e-5)
+
+
+def test_a_runtime_computed_reshape_is_refused() -> None:
+    from onnx import TensorProto, helper
+
+    from mnistzoo.export import ShapeError, check_static_shapes
+
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["image"], ["s"]), helper.make_node("Reshape", ["image", "s"], ["flat"]),
+         helper.make_node("Flatten", ["flat"], ["probabilities"])], "dynamic",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 28, 28])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])])
+    with pytest.raises(ShapeError, match="computed at run time|shape inference fails"):
+        check_static_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
