@@ -1,4 +1,5 @@
-"""Optional dependencies: ``train`` (TensorFlow, Keras, tf2onnx, onnx, matplotlib) and ``serve`` (FastAPI, uvicorn)."""
+"""Optional dependencies: ``train`` (TensorFlow, Keras, tf2onnx, onnx, matplotlib, SciPy), ``serve`` (FastAPI,
+uvicorn) and ``ray`` (Ray, for ``mnistzoo build --engine ray``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import importlib.util
 
 from .errors import MnistZooError
 
-EXTRAS = {"train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib"), "serve": ("fastapi", "uvicorn")}
+EXTRAS = {"train": ("tensorflow", "keras", "tf2onnx", "onnx", "matplotlib", "scipy"), "serve": ("fastapi", "uvicorn"),
+          "ray": ("ray",)}
 
 
 def has_extra(extra: str) -> bool:

@@ -225,7 +225,8 @@ def train_cmd(
     study: Annotated[Optional[str], typer.Option(help="Train every model of this study.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the recipe's batch size.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (data order, init, dropout).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, init, dropout); each seed is its own run, "
+                                           "in <runs>/<id>@<version>/seed<k>/.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only.")] = None,
     precision: Annotated[str, typer.Option(help="float32 (the notebooks'), or mixed_bfloat16: bfloat16 compute, "
                                                 "float32 weights; faster on CPUs with AVX512-BF16 or AMX. The "
@@ -273,6 +274,121 @@ def train_cmd(
         console.print(table)
 
 
+class _BuildBoard:
+    """The live table of ``mnistzoo build``: each job's state, epoch and time, and the build's ETA."""
+
+    def __init__(self, jobs: list, live: bool) -> None:
+        self.rows = {job: {"state": "queued", "epoch": 0, "epochs": None, "seconds": 0.0, "started": None,
+                           "note": ""} for job in jobs}
+        self.live = None
+        if live:
+            from rich.live import Live
+
+            self.live = Live(self.render(), console=err_console, refresh_per_second=2, transient=False)
+
+    def __enter__(self) -> "_BuildBoard":
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.update(self.render())
+            self.live.__exit__(*exc)
+
+    def event(self, job, kind: str, details: dict) -> None:  # noqa: ANN001 - a build.Job
+        import time
+
+        row = self.rows[job]
+        if kind == "start":
+            row.update(state="running", started=row["started"] or time.monotonic())
+        elif kind == "epoch":
+            row.update(epoch=details["epoch"], seconds=row["seconds"] + details["seconds"])
+            row["epochs"] = row["epochs"] or _recipe_epochs(job)
+        elif kind == "done":
+            row.update(state="skipped" if details.get("skipped") else "done", note="")
+        elif kind == "failed":
+            row.update(state="failed", note=details.get("error") or "")
+        if self.live:
+            self.live.update(self.render())
+
+    def render(self) -> Table:
+        counts = {s: sum(r["state"] == s for r in self.rows.values())
+                  for s in ("queued", "running", "done", "skipped", "failed")}
+        eta = self.eta()
+        table = Table(title=", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                      + ("" if eta is None else f"; about {eta / 60:.0f} min left"))
+        for col in ("model", "seed", "state", "epoch", "s/epoch"):
+            table.add_column(col, justify="left" if col in ("model", "state") else "right")
+        for job, r in self.rows.items():
+            per = r["seconds"] / r["epoch"] if r["epoch"] else None
+            table.add_row(job.model, str(job.seed), r["state"] + (f": {r['note']}" if r["note"] else ""),
+                          f"{r['epoch']}/{r['epochs'] or _recipe_epochs(job)}", "-" if per is None else f"{per:.1f}")
+        return table
+
+    def eta(self) -> float | None:
+        """Seconds left: epochs still to run times the mean seconds per epoch seen so far, over running jobs."""
+        seen = [(r["seconds"], r["epoch"]) for r in self.rows.values() if r["epoch"]]
+        if not seen:
+            return None
+        per_epoch = sum(s for s, _ in seen) / sum(e for _, e in seen)
+        left = sum(_recipe_epochs(job) - r["epoch"] for job, r in self.rows.items() if r["state"] in ("queued", "running"))
+        parallel = max(1, sum(r["state"] == "running" for r in self.rows.values()))
+        return per_epoch * left / parallel
+
+
+def _recipe_epochs(job) -> int:  # noqa: ANN001 - a build.Job
+    from .zoo import get_model
+
+    return job.epochs or get_model(job.model).spec.recipe.epochs
+
+
+@app.command("build")
+def build_cmd(
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Model ids to build.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Build every model in the zoo.")] = False,
+    study: StudyOption = None,
+    seeds: Annotated[str, typer.Option(help="Seeds to train each model with: 0,1,2 or a range 0-4.")] = "0",
+    engine: Annotated[str, typer.Option(help="local (one job after another in this process) or ray (Ray tasks; "
+                                             "needs mnistzoo[ray]).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Join the Ray cluster at this address (e.g. auto, or "
+                                                        "HOST:6379); default: start a local Ray instance.")] = None,
+    cpus_per_job: Annotated[Optional[int], typer.Option(help="CPUs each job gets, and TensorFlow's thread pool size "
+                                                             "(Ray default: 1; local default: all).")] = None,
+    gpus_per_job: Annotated[float, typer.Option(help="GPUs each Ray job reserves (a fraction shares one).")] = 0.0,
+    epochs: Annotated[Optional[int], typer.Option(help="Quick build: this many epochs (not the full recipe).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Quick build: the first N training images only.")] = None,
+    runs: Annotated[Optional[Path], typer.Option(help="Runs directory (default: $MNISTZOO_HOME/runs).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Also copy each finished run's records to "
+                                                         "DIR/<id>/seed<k>/ with DIR/<id>/summary.json, and each "
+                                                         "unfinished run's resumable state to "
+                                                         "DIR/<id>/seed<k>/partial/ (restored from there).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each job's outcome as a JSON list.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No live table.")] = False,
+) -> None:
+    """Train, export and evaluate every (model, seed) as a job, locally or on Ray; rerun to resume (exit 1 if any
+    job failed)."""
+    from . import build
+
+    build_plan = build.plan(ids or [], study=study, all_models=all_models, seeds=build.parse_seeds(seeds),
+                            epochs=epochs, limit=limit, engine=engine, address=address, cpus_per_job=cpus_per_job,
+                            gpus_per_job=gpus_per_job, runs=runs, results=results)
+    global _interrupt_note
+    _interrupt_note = "each run keeps its last complete epoch; rerun the same command to resume"
+    with _BuildBoard(build_plan.jobs, live=not quiet and not as_json) as board:
+        outcomes = build.build(build_plan, board.event)
+    if as_json:
+        print(json.dumps([{"model": o.job.model, "seed": o.job.seed, "state": o.state, "seconds": o.seconds,
+                           "test_accuracy": o.test_accuracy, "attempts": o.attempts, "error": o.error}
+                          for o in outcomes], indent=2))
+    failed = [o for o in outcomes if o.state == "failed"]
+    for o in failed:
+        _error_line("failed: ", f"{o.job.model} seed {o.job.seed}: {o.error}")
+    if failed:
+        raise build.BuildError(f"{len(failed)} of {len(outcomes)} jobs failed (listed above); fix them and rerun "
+                                "the same command: finished jobs are skipped")
+
+
 @app.command("export")
 def export_cmd(
     ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Trained model ids to export.")] = None,
@@ -282,21 +398,23 @@ def export_cmd(
     quantize: Annotated[Optional[str], typer.Option(help="Also write model.int8.onnx (static QDQ): int8.")] = None,
     atol: Annotated[float, typer.Option(help="Largest |ONNX - Keras| probability difference allowed.")] = 1e-5,
     max_flips: Annotated[int, typer.Option(help="Test images allowed to change predicted class.")] = 0,
+    seed: Annotated[int, typer.Option(help="Which training run: the one trained with this seed.")] = 0,
     runs: Annotated[Optional[Path], typer.Option(help="Where the trained runs are (default: $MNISTZOO_HOME/runs).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write under DIR/<id>@<version>/ (default: the run directory).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write under DIR/<id>@<version>/ (seed 0) or "
+                                                     "DIR/<id>@<version>-seed<k>/ (default: the run directory).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export records as a JSON list.")] = False,
 ) -> None:
     """Export trained models to ONNX, verified against Keras on the whole test set (exit 1 when parity fails)."""
     from .export import ParityError, check_options, export, find_run, parse_opsets, trained_models
 
-    opsets = check_options(opsets=parse_opsets(opset), atol=atol, max_flips=max_flips, quantize=quantize)
-    chosen = list(ids or []) + (trained_models(runs) if all_models else [])
+    opsets = check_options(opsets=parse_opsets(opset), atol=atol, max_flips=max_flips, quantize=quantize, seed=seed)
+    chosen = list(ids or []) + (trained_models(runs, seed) if all_models else [])
     if not chosen:
         where = (f"no trained models in {runs or 'the zoo home'}" if all_models
                  else "name at least one trained model id, or use --all")
         raise MnistZooError(f"{where}; nothing trained yet? run `mnistzoo train ID` first")
     for model_id in dict.fromkeys(chosen):  # every name checked before the first export starts
-        find_run(model_id, runs)
+        find_run(model_id, runs, seed)
     if out is not None:
         output_dir(out, "--out")
     global _interrupt_note
@@ -305,7 +423,7 @@ def export_cmd(
     for model_id in dict.fromkeys(chosen):
         try:
             records.append(export(model_id, opsets=opsets, runs=runs, out=out, atol=atol, max_flips=max_flips,
-                                  quantize=quantize).record)
+                                  quantize=quantize, seed=seed).record)
         except ParityError as exc:
             failures.append(str(exc))
     if as_json:

@@ -22,7 +22,7 @@ from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, EvalRecord
-from .runs import runs_dir
+from .runs import run_dir
 from .runtime import OPT_LEVEL, onnx_latency, open_model
 
 DEFAULT_BATCH_SIZES = (1, 32, 256)
@@ -44,7 +44,7 @@ def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
     """The Keras checkpoint an exported file came from: beside it, or in the zoo home's runs."""
     if card is None:
         return None
-    for candidate in (onnx_path.parent / "model.keras", runs_dir() / card["name"] / "model.keras"):
+    for candidate in (onnx_path.parent / "model.keras", run_dir(card["name"], card["seed"]) / "model.keras"):
         if candidate.is_file() and sha256_file(candidate) == card["checkpoint_sha256"]:
             return candidate
     return None

@@ -37,7 +37,7 @@ from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
 from .keras_runtime import predict_keras
 from .runtime import CARD_KEY, make_session, onnx_latency, parse_card, predict_onnx
-from .runs import runs_dir
+from .runs import DEFAULT_SEED, run_dir, runs_dir, seeds_of
 from .zoo import get_model
 
 import keras  # noqa: E402
@@ -86,10 +86,11 @@ def record_passed(record: dict) -> bool:
     return bool(opsets) and all(isinstance(o, dict) and o.get("passed") is True for o in opsets.values())
 
 
-def trained_models(runs: Path | None = None) -> list[str]:
-    """``id@version`` of every finished run in the runs directory."""
+def trained_models(runs: Path | None = None, seed: int = DEFAULT_SEED) -> list[str]:
+    """``id@version`` of every model with a finished run of ``seed`` in the runs directory."""
     root = runs_dir(runs)
-    return sorted(p.parent.name for p in root.glob("*@*/card.json")) if root.is_dir() else []
+    names = sorted(p.name for p in root.glob("*@*") if p.is_dir()) if root.is_dir() else []
+    return [name for name in names if seed in seeds_of(name, runs)]
 
 
 def parse_opsets(text: str) -> list[int]:
@@ -100,15 +101,16 @@ def parse_opsets(text: str) -> list[int]:
         raise ExportError(f"unsupported opset list {text!r}; give numbers like 17 or 13,15,17,18") from None
 
 
-def find_run(model_id: str, runs: Path | None = None) -> tuple[Path, dict]:
-    """The finished run directory of ``model_id`` and its card, or an error saying how to train it."""
+def find_run(model_id: str, runs: Path | None = None, seed: int = DEFAULT_SEED) -> tuple[Path, dict]:
+    """The finished run directory of ``model_id`` trained with ``seed`` and its card, or how to train it."""
     name = get_model(model_id).name
-    run = runs_dir(runs) / name
+    run = run_dir(name, check_seed(seed), runs)
     card_path = run / "card.json"
-    train_cmd = f"mnistzoo train {name.split('@')[0]}{'' if runs is None else f' --out {runs}'}"
+    options = ('' if seed == DEFAULT_SEED else f' --seed {seed}') + ('' if runs is None else f' --out {runs}')
+    train_cmd = f"mnistzoo train {name.split('@')[0]}{options}"
     if not card_path.exists():
         state = "is only partly trained" if (run / "state.json").exists() else "has not been trained"
-        raise ExportError(f"{name} {state} in {run.parent}; run `{train_cmd}` first")
+        raise ExportError(f"{name} seed {seed} {state} in {run.parent.parent}; run `{train_cmd}` first")
     return run, read_record(card_path, TrainCard, f"retrain with `{train_cmd} --force`")
 
 
@@ -403,7 +405,7 @@ def _save(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def check_options(*, opsets: list[int] | None = None, atol: float = ATOL, max_flips: int = 0,
-                  quantize: str | None = None, seed: int = 0) -> list[int]:
+                  quantize: str | None = None, seed: int = DEFAULT_SEED, calibration_seed: int = 0) -> list[int]:
     """Check export's options before any work; return the opsets to export (default: ``DEFAULT_OPSET``)."""
     opsets = check_opsets(opsets or [DEFAULT_OPSET])
     if quantize not in (None, "int8"):
@@ -411,21 +413,31 @@ def check_options(*, opsets: list[int] | None = None, atol: float = ATOL, max_fl
     positive_float("--atol", atol)
     non_negative_int("--max-flips", max_flips)
     check_seed(seed)
+    check_seed(calibration_seed)
     return opsets
 
 
+def out_dir_name(name: str, seed: int) -> str:
+    """The directory an export of ``name``'s ``seed`` run gets under ``--out``: ``id@v`` (seed 0) or ``id@v-seed<k>``."""
+    return name if seed == DEFAULT_SEED else f"{name}-seed{seed}"
+
+
 def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None = None, out: Path | None = None,
-           atol: float = ATOL, max_flips: int = 0, quantize: str | None = None, seed: int = 0) -> ExportResult:
-    """Export a finished run to ONNX, verify every file on the full test set, record the figures.
+           atol: float = ATOL, max_flips: int = 0, quantize: str | None = None, seed: int = DEFAULT_SEED,
+           calibration_seed: int = 0) -> ExportResult:
+    """Export the finished run of ``model_id`` trained with ``seed`` to ONNX, verify every file on the whole
+    test set, record the figures.
 
     Raises :class:`ExportError` for unusable input and :class:`ParityError` when a file fails
-    parity; a failing file is not left behind.
+    parity; a failing file is not left behind. ``calibration_seed`` picks int8's calibration images.
     """
-    opsets = check_options(opsets=opsets, atol=atol, max_flips=max_flips, quantize=quantize, seed=seed)
-    run, card = find_run(model_id, runs)
+    opsets = check_options(opsets=opsets, atol=atol, max_flips=max_flips, quantize=quantize, seed=seed,
+                           calibration_seed=calibration_seed)
+    run, card = find_run(model_id, runs, seed)
     if out is not None:
         output_dir(Path(out), "--out")
-    out_dir = ensure_writable_dir(run if out is None else Path(out) / run.name, "output directory")
+    out_dir = ensure_writable_dir(run if out is None else Path(out) / out_dir_name(card["name"], seed),
+                                  "output directory")
     model = load_checkpoint(run, card)
     ckpt_sha = card["model_sha256"]
     ds = data.load(card["dataset"]["name"])
@@ -462,13 +474,13 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         write_test_vectors(vectors, ds.x_test[:TEST_VECTOR_IMAGES], keras_probs[:TEST_VECTOR_IMAGES])
         files += [vectors / "input_0.pb", vectors / "output_0.pb"]
         if quantize == "int8":
-            record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, seed)
+            record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, calibration_seed)
             files += [out_dir / "model.int8.onnx"] if record["int8"]["file"] else []
     write_record(out_dir / "export.json", record)
     if failures:
-        raise ParityError(f"{run.name}: ONNX does not match Keras within max |diff| <= {atol:g} and "
+        raise ParityError(f"{card['name']} seed {seed}: ONNX does not match Keras within max |diff| <= {atol:g} and "
                           f"<= {max_flips} flips outside ties ({'; '.join(failures)}); see {out_dir / 'export.json'}")
-    return ExportResult(run.name, out_dir, files, record)
+    return ExportResult(card["name"], out_dir, files, record)
 
 
 def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:

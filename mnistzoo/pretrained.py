@@ -2,11 +2,14 @@
 
 ``load_pretrained("mlp3_dropout_bn")`` looks for ``id@version`` (default: the latest version) in order:
 
-1. the local zoo home: a run the user trained and exported (``$MNISTZOO_HOME/runs/<id>@<v>/``),
+1. the local zoo home: a run the user trained and exported (``$MNISTZOO_HOME/runs/<id>@<v>/seed<k>/``),
    checked against the hashes in its ``export.json`` and ``card.json``;
 2. the starter pack shipped inside the package (``mnistzoo/starter/``);
 3. the hub named by ``MNISTZOO_HUB``, a directory or URL; files are downloaded once into
    ``$MNISTZOO_HOME/hub/<id>/v<version>/``.
+
+``seed`` (default 0) picks which training run; the starter pack and hubs hold seed 0 only, so
+another seed comes from the zoo home (``mnistzoo build ID --seeds K``).
 
 Every file is checked by SHA-256 (and size) before use; a mismatch refuses to load. The starter
 pack, a hub and the download cache share one layout, written by :func:`publish`::
@@ -34,11 +37,12 @@ import numpy as np
 
 from . import data
 from ._checks import output_dir
+from ._checks import seed as check_seed
 from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
 from .errors import DataError, InvalidInput, MnistZooError, VerificationError
 from .preparation import as_images
 from .records import ExportRecord, TrainCard, read_record
-from .runs import runs_dir
+from .runs import DEFAULT_SEED, run_dir, runs_dir
 from .runtime import open_model
 from .zoo.registry import get_model_class
 
@@ -90,7 +94,8 @@ class Classifier:
         return f"Classifier({self.card['name']}, {self.card['dataset']}, from {self.source}: {self.path})"
 
 
-def load_pretrained(model_id: str, version: int | None = None, backend: str = "onnx") -> Any:
+def load_pretrained(model_id: str, version: int | None = None, backend: str = "onnx",
+                    seed: int = DEFAULT_SEED) -> Any:
     """A trained model, ready to use: a :class:`Classifier` (``backend="onnx"``) or a Keras model.
 
     Looks in the zoo home, then the starter pack, then ``MNISTZOO_HUB``; every file is checked by
@@ -101,7 +106,7 @@ def load_pretrained(model_id: str, version: int | None = None, backend: str = "o
         raise MnistZooError(f"unknown backend {backend!r}; choose onnx or keras")
     if version is not None and "@" in model_id:
         raise MnistZooError(f"give the version once: '{model_id}' or version={version}, not both")
-    path, source = locate(model_id if version is None else f"{model_id}@{version}", backend)
+    path, source = locate(model_id if version is None else f"{model_id}@{version}", backend, seed)
     if backend == "keras":
         import keras
 
@@ -121,10 +126,18 @@ def _resolve(name: str) -> tuple[str, int]:
     return cls.id, cls.version
 
 
-def locate(name: str, kind: str = "onnx") -> tuple[Path, str]:
-    """The verified ``kind`` file of ``id[@version]`` and where it was found."""
+def locate(name: str, kind: str = "onnx", seed: int = DEFAULT_SEED) -> tuple[Path, str]:
+    """The verified ``kind`` file of ``id[@version]``'s ``seed`` run and where it was found."""
     model_id, version = _resolve(name)
-    for source, finder in (("zoo home", _in_runs), ("starter pack", _in_starter), ("hub", _in_hub)):
+    check_seed(seed)
+    path = _in_runs(model_id, version, kind, seed=seed)
+    if path is not None:
+        return path, "zoo home"
+    if seed != DEFAULT_SEED:
+        raise MnistZooError(f"{model_id}@{version} seed {seed} ({kind}) is not in the zoo home ({runs_dir()}); the "
+                            f"starter pack and hubs hold seed {DEFAULT_SEED} only; make it with "
+                            f"`mnistzoo build {model_id} --seeds {seed}`")
+    for source, finder in (("starter pack", _in_starter), ("hub", _in_hub)):
         path = finder(model_id, version, kind)
         if path is not None:
             return path, source
@@ -135,9 +148,10 @@ def locate(name: str, kind: str = "onnx") -> tuple[Path, str]:
                         f"{where}; make it with `{make}`")
 
 
-def _in_runs(model_id: str, version: int, kind: str, runs: Path | None = None) -> Path | None:
+def _in_runs(model_id: str, version: int, kind: str, runs: Path | None = None,
+             seed: int = DEFAULT_SEED) -> Path | None:
     """A finished (and for ONNX, exported) run, checked against the hash its records hold."""
-    run = runs_dir(runs) / f"{model_id}@{version}"
+    run = run_dir(f"{model_id}@{version}", seed, runs)
     path = run / KINDS[kind]
     if not (run / "card.json").is_file() or not path.is_file():
         return None
@@ -281,9 +295,10 @@ def _download_model(root: str, entries: list[HubFile]) -> dict[str, Path]:
 
 
 def published_runs(runs: Path | None = None) -> list[str]:
-    """Names (``id@version``) of runs in the zoo home that have a verified ONNX export."""
-    root = runs_dir(runs)
-    return sorted(p.name for p in root.glob("*@*") if (p / "export.json").is_file() and (p / "model.onnx").is_file())
+    """Names (``id@version``) of models whose seed-0 run in the zoo home has an ONNX export."""
+    names = sorted(p.name for p in runs_dir(runs).glob("*@*") if p.is_dir())
+    return [name for name in names
+            if all((run_dir(name, DEFAULT_SEED, runs) / f).is_file() for f in ("model.onnx", "export.json"))]
 
 
 def publish(directory: Path, names: list[str] | None = None, *, runs: Path | None = None,

@@ -118,7 +118,19 @@ class EvalRecord(TypedDict):
     environment: dict
 
 
-Record = TypeVar("Record", TrainState, TrainCard, OnnxCard, ExportRecord, EvalRecord)
+class SeedSummary(TypedDict):
+    """``summary.json``: one model's full-recipe runs over seeds (n, mean, std, min, max of each metric)."""
+
+    schema: int
+    id: str
+    name: str
+    seeds: list
+    n: int
+    test_accuracy: dict
+    test_loss: dict
+
+
+Record = TypeVar("Record", TrainState, TrainCard, OnnxCard, ExportRecord, EvalRecord, SeedSummary)
 
 
 def _name_from_id(doc: dict) -> dict:
@@ -212,7 +224,12 @@ def read_history(path: Path, fix: str) -> list[dict]:
     return doc
 
 
+def dump_record(record: dict | list) -> str:
+    """A record's text as written: indented JSON and a final newline."""
+    return json.dumps(record, indent=2) + "\n"
+
+
 def write_record(path: Path, record: dict | list) -> None:
     """Write a record (or a history list) as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_text(dump_record(record))

@@ -1,11 +1,12 @@
 """Reports: each study's closing analysis redone with our numbers beside the notebook's, and a leaderboard.
 
-:func:`build_report` reads the records under ``runs``: run directories (``$MNISTZOO_HOME/runs/<id>@<v>/``)
-or their copies (``results/<id>/``), each with ``card.json``, ``history.json``, ``curves.png``,
+:func:`build_report` reads the records under ``runs``: run directories (``$MNISTZOO_HOME/runs/<id>@<v>/seed<k>/``)
+or their copies (``results/<id>/seed<k>/``), each with ``card.json``, ``history.json``, ``curves.png``,
 ``export.json``, ``eval.json`` and the trained kernels (``model.keras``, or ``kernels.png`` drawn
 from it). It writes ``index.html`` (self-contained: images inlined, no external assets),
 ``README.md`` and ``img/*.png``. Only runs trained with their full recipe count; every other
-model is listed as not trained.
+model is listed as not trained. A model trained under several seeds shows mean ± std (n) and each
+seed's value; the model's figures and parity come from its lowest seed (seed 0 by default).
 
 A study's conclusion (``[study.conclusion]`` in zoo_specs) is checked through claims of four forms:
 
@@ -13,6 +14,11 @@ A study's conclusion (``[study.conclusion]`` in zoo_specs) is checked through cl
 - ``best A``: A has the study's highest test accuracy;
 - ``overfits A``: A's validation loss ends at least 25% above its minimum;
 - ``fits A``: it ends within 25% of its minimum.
+
+Each comparison is also set against two kinds of noise: the test set's (binomial, 2σ of a difference of
+two accuracies on 10,000 images) and, where both models have at least two seeds, the seeds' (Welch's
+t-test of the two means, two-sided; a claim survives across seeds when the difference has the claimed
+sign and p < 0.05).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ._io import atomic_path
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError, literal
 from .records import EvalRecord, ExportRecord, TrainCard, read_history, read_record
+from .runs import SEED_DIR
 from .evaluate import plot_confusion
 from .zoo import get_model, list_models
 from .zoo.base import ZooModel
@@ -49,6 +56,7 @@ OVERFIT_RATIO = 1.25
 TEST_IMAGES = 10_000  # both test sets; sets the binomial noise of a test accuracy
 VIOLIN_SAMPLE = 20_000  # kernel values drawn per layer for a violin; the largest kernels hold 1.6 M
 RECORDS = ("history.json", "export.json", "eval.json")  # besides card.json, read by find_runs
+SIGNIFICANCE = 0.05  # Welch's t-test across seeds
 COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 Cell = tuple[str, float | None]  # (text shown, sort key)
 
@@ -65,16 +73,21 @@ def _read_json(path: Path) -> dict | list:
     return read_history(path, REBUILD) if path.name == "history.json" else read_record(path, KINDS[path.name], REBUILD)
 
 
-def find_runs(runs: Path) -> dict[str, tuple[Path, dict]]:
-    """The record directory and card of each model's latest version under ``runs``, by id."""
+def find_runs(runs: Path) -> dict[str, dict[int, tuple[Path, dict]]]:
+    """Each model's (latest version's) runs under ``runs`` by id, then by seed: record directory and card.
+
+    Reads ``<dir>/seed<k>/card.json`` and, from before seeds had directories, ``<dir>/card.json``; never moves
+    anything.
+    """
     if not runs.is_dir():
         raise MnistZooError(f"{runs}: no such directory; give the runs directory with --runs (e.g. results)")
     latest = {m: get_model(m).version for m in list_models()}
-    found = {}
-    for card_path in sorted(runs.glob("*/card.json")):
+    found: dict[str, dict[int, tuple[Path, dict]]] = {}
+    paths = [p for p in runs.glob("*/seed*/card.json") if SEED_DIR.fullmatch(p.parent.name)]
+    for card_path in sorted([*runs.glob("*/card.json"), *paths]):
         card = _read_json(card_path)
         if latest.get(card["id"]) == card["version"]:
-            found[card["id"]] = card_path.parent, card
+            found.setdefault(card["id"], {})[card["seed"]] = card_path.parent, card
     return found
 
 
@@ -85,8 +98,9 @@ class Entry:
     model: ZooModel
     stats: ModelStats
     keras_model: keras.Model
-    records: dict[str, object]
+    records: dict[str, object]  # of the run shown: the lowest full-recipe seed (else the lowest seed)
     source: Path | None
+    seed_cards: dict[int, dict]  # every full-recipe run's card, by seed
 
     @property
     def id(self) -> str:
@@ -114,7 +128,18 @@ class Entry:
         return self.records.get(name) if self.trained else None
 
     def ours(self, key: str) -> float | None:
-        return self.card["results"][key] if self.trained else None
+        """The mean over full-recipe seeds (the one run's value when n = 1)."""
+        values = self.values(key)
+        return float(np.mean(values)) if values else None
+
+    def values(self, key: str) -> list[float]:
+        """Each full-recipe seed's ``key`` result, by ascending seed."""
+        return [self.seed_cards[s]["results"][key] for s in sorted(self.seed_cards)]
+
+    def std(self, key: str) -> float | None:
+        """Sample standard deviation over seeds (None below two seeds)."""
+        values = self.values(key)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
     def reference(self, key: str) -> float | None:
         return getattr(self.model.spec.reference, key)
@@ -129,11 +154,13 @@ def load_entries(runs: Path, study: str | None = None) -> list[Entry]:
     entries = []
     for model_id in list_models(study=study):
         model = get_model(model_id)
-        source, card = found.get(model_id, (None, None))
+        by_seed = found.get(model_id, {})
+        full = {seed: card for seed, (_, card) in by_seed.items() if card.get("recipe_is_original")}
+        shown = min(full or by_seed, default=None)
+        source, card = by_seed[shown] if shown is not None else (None, None)
         records = {name: _read_json(source / name) for name in RECORDS if source and (source / name).exists()}
         records |= {"card.json": card} if card else {}
-        built = model.build()
-        entries.append(Entry(model, model_stats(model), built, records, source))
+        entries.append(Entry(model, model_stats(model), model.build(), records, source, full))
     return entries
 
 
@@ -147,6 +174,7 @@ class Verdict:
     notebook: str  # holds | fails | stated (its reported numbers cannot show it)
     ours: str  # holds | fails | "not trained: ..."
     margin: str = ""  # for a comparison: our difference against twice its sampling noise
+    seeds: str = ""  # across seeds: "survives", "not significant", "reversed", ... with Welch's p; "" below n = 2
 
     @property
     def differs(self) -> bool:
@@ -204,8 +232,50 @@ def verdicts(info: StudyInfo, entries: list[Entry]) -> list[Verdict]:
     for claim in info.claims:
         mine = judge(claim, ours, curves)
         rows.append(Verdict(claim, describe_claim(claim), judge(claim, theirs, {}),
-                            mine.replace("missing", "not trained"), _margin(claim, ours)))
+                            mine.replace("missing", "not trained"), _margin(claim, ours), _across_seeds(claim, entries)))
     return rows
+
+
+def _across_seeds(claim: str, entries: list[Entry]) -> str:
+    """The claim judged with the seed-to-seed variation: Welch's t-test for a comparison (for ``best A``: A against
+    the other model with the highest mean), the share of seeds for a curve claim; "" unless every model it
+    needs has at least two seeds."""
+    from scipy import stats
+
+    kind, ids = parse_claim(claim)
+    by_id = {e.id: e for e in entries}
+    if kind in ("overfits", "fits"):
+        entry = by_id.get(ids[0])
+        if entry is None or len(entry.seed_cards) < 2 or entry.source is None:
+            return ""
+        held = [judge(claim, {}, {ids[0]: _seed_history(entry, seed)}) == "holds" for seed in sorted(entry.seed_cards)]
+        return f"holds in {sum(held)} of {len(held)} seeds"
+    accuracy = {e.id: e.ours("test_accuracy") for e in entries}
+    if kind == "best":
+        others = [i for i in accuracy if i != ids[0] and accuracy[i] is not None]
+        if not others:
+            return ""
+        ids = (ids[0], max(others, key=accuracy.__getitem__))  # type: ignore[arg-type]
+    a, b = (by_id[i].values("test_accuracy") if i in by_id else [] for i in ids)
+    if len(a) < 2 or len(b) < 2:
+        return ""
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    delta = float(np.mean(a) - np.mean(b))
+    claimed = delta > 0 if kind in (">", ">=", "best") else delta < 0
+    if np.isnan(p):
+        verdict = "untestable (no spread)"
+    elif p < SIGNIFICANCE:
+        verdict = "survives" if claimed else "reversed"
+    else:
+        verdict = "not significant"
+    against = f" vs {ids[1]}" if kind == "best" else ""
+    return f"{verdict}: Δ{against} {100 * delta:+.2f} pp, Welch p = {p:.3f} (n = {len(a)}, {len(b)})"
+
+
+def _seed_history(entry: Entry, seed: int) -> list[dict] | None:
+    """The history of one full-recipe seed of ``entry``, read beside its card."""
+    path = entry.source.parent / f"seed{seed}" / "history.json" if entry.source else None
+    return _read_json(path) if path is not None and path.exists() else None  # type: ignore[return-value]
 
 
 def _margin(claim: str, accuracy: dict[str, float | None]) -> str:
@@ -234,6 +304,16 @@ def summary(rows: list[Verdict]) -> str:
                    "noise." if noise else "."))
     else:
         text = "Our results support the notebook's conclusion" + (" so far." if pending else ".")
+    tested = [v for v in rows if v.seeds]
+    if tested:
+        by = {word: [v.claim for v in tested if v.seeds.startswith(word)]
+              for word in ("survives", "holds in", "not significant", "reversed", "untestable")}
+        parts = [f"{len(by['survives'])} of {len([v for v in tested if 'Welch' in v.seeds])} comparisons survive "
+                 f"(Welch p < {SIGNIFICANCE})" + (f": {', '.join(by['survives'])}" if by["survives"] else "")]
+        parts += [f"{label}: {', '.join(by[word])}" for word, label in
+                  (("not significant", "not significant"), ("reversed", "reversed"), ("untestable", "untestable"))
+                  if by[word]]
+        text += " Across seeds, " + "; ".join(parts) + "."
     return text + (f" Not yet judged ({len(pending)} claims need models not trained yet)." if pending else "")
 
 
@@ -261,6 +341,32 @@ def plot_kernels(model: keras.Model, title: str, path: Path) -> Path | None:
     ax.set_ylabel("kernel weight")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_png(fig, path, dpi=72)
+
+
+def plot_seeds(info: StudyInfo, entries: list[Entry], path: Path) -> Path:
+    """A strip plot: each model's test accuracy per seed, their mean, and the notebook's number."""
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.55 * len(entries) + 2), 4.2))
+    labels = {"ours, one seed": True, "mean of our seeds": True, "notebook": True}
+
+    def label(text: str) -> str | None:
+        return text if labels.pop(text, False) else None
+
+    for x, e in enumerate(entries):
+        values = e.values("test_accuracy")
+        if values:
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(x + jitter, values, s=18, color="tab:blue", alpha=0.8, zorder=3, label=label("ours, one seed"))
+            ax.hlines(np.mean(values), x - 0.25, x + 0.25, color="black", zorder=4, label=label("mean of our seeds"))
+        if e.reference("test_accuracy") is not None:
+            ax.scatter([x], [e.reference("test_accuracy")], marker="x", color="tab:red", zorder=5,
+                       label=label("notebook"))
+    ax.set_xticks(range(len(entries)), [e.id for e in entries], rotation=40, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{info.name}: test accuracy across seeds")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return save_png(fig, path, dpi=72)
 
@@ -383,6 +489,20 @@ def _int8_delta(entry: Entry) -> Cell:
     return _pp(int8["accuracy_delta"])
 
 
+def _mean_std(entry: Entry, key: str) -> Cell:
+    """``0.9812`` for one seed, ``0.9812 ± 0.0007 (3)`` for several; sorted by the mean."""
+    mean, std = entry.ours(key), entry.std(key)
+    if mean is None or std is None:
+        return _num(mean, ".4f")
+    return f"{mean:.4f} ± {std:.4f} ({len(entry.seed_cards)})", mean
+
+
+def _per_seed(entry: Entry, key: str) -> Cell:
+    """Each seed's value, ``seed: value``, so a mean is never shown without what it averages."""
+    return _text(", ".join(f"{seed}: {entry.seed_cards[seed]['results'][key]:.4f}" for seed in sorted(entry.seed_cards))
+                 or "—")
+
+
 def leaderboard(entries: list[Entry]) -> TableData:
     """One row per model; models without a full-recipe run show their status and no numbers."""
     rows = []
@@ -391,10 +511,11 @@ def leaderboard(entries: list[Entry]) -> TableData:
         flips, max_diff = _parity(e)
         rows.append([_text(e.id), _text(e.model.study), _text(e.status),
                      _num(e.stats.params_total, ","), _num(e.stats.macs, ","),
-                     _num(ours, ".4f"), _num(theirs, ".4f"),
+                     _mean_std(e, "test_accuracy"), _num(theirs, ".4f"),
                      _pp(None if ours is None or theirs is None else ours - theirs),
                      flips, max_diff, _num(_latency_b1(e), ".3f"), _int8_delta(e)])
-    return _table(["model", "study", "status", "params", "MACs/image", "test acc (ours)", "test acc (notebook)",
+    return _table(["model", "study", "status", "params", "MACs/image", "test acc (ours, mean ± std (n))",
+                   "test acc (notebook)",
                    "Δ", "ONNX flips", "ONNX max |Δp|", "ORT batch-1 p50 ms", "int8 Δ acc"], rows)
 
 
@@ -408,16 +529,18 @@ def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:
                      _num(history[-1]["loss"] if history else None, ".4f"),
                      _num(e.ours("test_loss"), ".4f"), _num(e.reference("test_loss"), ".4f"),
                      _num(e.ours("train_accuracy"), ".4f"), _num(e.reference("train_accuracy"), ".4f"),
-                     _num(e.ours("test_accuracy"), ".4f"), _num(e.reference("test_accuracy"), ".4f")])
+                     _mean_std(e, "test_accuracy"), _num(e.reference("test_accuracy"), ".4f"),
+                     _per_seed(e, "test_accuracy")])
     return _table(["model", "notebook", *(archs[0] if archs else {}), "train loss (ours)", "test loss (ours)",
                    "test loss (notebook)", "train acc (ours)", "train acc (notebook)", "test acc (ours)",
-                   "test acc (notebook)"], rows)
+                   "test acc (notebook)", "test acc by seed"], rows)
 
 
 def claims_table(rows: list[Verdict]) -> TableData:
-    return _table(["claim", "meaning", "notebook", "ours", "our margin"],
+    return _table(["claim", "meaning", "notebook", "ours", "our margin (test-set noise)", "across seeds"],
                   [[_text(v.claim), _text(v.meaning), _text(v.notebook),
-                    _text(v.ours + (" ✗ differs" if v.differs else "")), _text(v.margin)] for v in rows])
+                    _text(v.ours + (" ✗ differs" if v.differs else "")), _text(v.margin), _text(v.seeds or "n < 2")]
+                   for v in rows])
 
 
 # ---------------------------------------------------------------- the report
@@ -470,16 +593,18 @@ def _copy(src: Path, dest: Path) -> Path:
 
 
 def _study_figures(info: StudyInfo, entries: list[Entry], img: Path) -> list[Figure]:
+    figures = [Figure("test accuracy of each seed (dots), their mean (bar) and the notebook's single run (cross)",
+                      plot_seeds(info, entries, img / f"{info.name}_seeds.png"))]
     if info.name == "depth":
-        return [Figure("test accuracy against the number of hidden layers (dashed: the notebook's numbers)",
-                       plot_depth(entries, img / "depth_accuracy.png"))]
+        return figures + [Figure("test accuracy against the number of hidden layers (dashed: the notebook's numbers)",
+                                 plot_depth(entries, img / "depth_accuracy.png"))]
     if info.baseline:
         base = next(e for e in entries if e.id == info.baseline)
-        return [Figure(f"{base.id} vs {e.id}: train (solid), validation (dotted), test (dashed) accuracy; "
+        return figures + [Figure(f"{base.id} vs {e.id}: train (solid), validation (dotted), test (dashed) accuracy; "
                        "dash-dot: the notebook's test accuracy",
                        plot_against_baseline(base, e, img / f"{info.name}_{base.id}_vs_{e.id}.png"))
                 for e in entries if e is not base]
-    return []
+    return figures
 
 
 def build_report(runs: Path, out: Path, study: str | None = None) -> Path:

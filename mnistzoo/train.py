@@ -1,6 +1,6 @@
 """Train a zoo model with its recipe: atomic per-epoch checkpoints, exact resume, history, curves and a card.
 
-A run lives in ``<out>/<id>@<version>/``. While training it holds ``checkpoint.keras`` (weights
+A run lives in ``<out>/<id>@<version>/seed<k>/`` (see :mod:`mnistzoo.runs`). While training it holds ``checkpoint.keras`` (weights
 and optimiser state) and ``state.json`` (the config and the history so far), both replaced
 atomically at every epoch end, ``state.json`` last: it is the commit point. Each epoch's data
 order and dropout randomness derive from (seed, epoch) alone, so a resumed run repeats exactly
@@ -31,14 +31,13 @@ from ._io import ensure_writable_dir, sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
 from .records import SCHEMA, TrainCard, TrainState, read_history, read_record, write_record
-from .runs import runs_dir
+from .runs import DEFAULT_SEED, run_dir
 from .zoo import ZooModel, get_model
 from .zoo.specs import Recipe
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-DEFAULT_SEED = 0
 EVAL_BATCH = 1024
 PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies; the notebooks trained in float32
 EpochReport = Callable[[dict], None]
@@ -235,7 +234,7 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     config = TrainConfig(zoo_model.name, recipe, seed, limit, precision)
     if out is not None:
         output_dir(Path(out), "--out")
-    run = ensure_writable_dir(runs_dir(out) / zoo_model.name, "output directory")
+    run = ensure_writable_dir(run_dir(zoo_model.name, seed, out), "output directory")
     card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
 
     if card_path.exists() and not force:

@@ -97,13 +97,13 @@ def _spread(values: list[float]) -> dict:
 
 
 def measure(run: Path, rounds: int, runs: int) -> dict:
-    zoo_model = get_model(run.name)
+    zoo_model = get_model(run.parent.name)
     stats = model_stats(zoo_model)
     checked = evaluate(run / "model.onnx", batch_sizes=[1], runs=10)  # accuracy and parity, once
     reader_graph, reader_feed, weight_bytes = weight_reader(run / "model.onnx")
     s = _rounds(run, _test_images(checked["dataset"]), rounds, runs, reader_graph, reader_feed)
     gflops = 2 * stats.macs / 1e9
-    row = {"id": run.name, "mlp": not zoo_model.image_input, "params": stats.params_total, "macs": stats.macs,
+    row = {"id": run.parent.name, "mlp": not zoo_model.image_input, "params": stats.params_total, "macs": stats.macs,
            "accuracy": checked["accuracy"],
            "parity": checked["parity"]["passed"] if checked["parity"] else None,
            "weight_mb": weight_bytes / 1e6,
@@ -160,7 +160,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    for run in sorted(p.parent for p in runs_dir(args.runs).glob(f"{args.models}/model.onnx") if "@" in p.parent.name):
+    for run in sorted(p.parent for p in runs_dir(args.runs).glob(f"{args.models}/seed0/model.onnx")
+                      if "@" in p.parent.parent.name):
         rows.append(measure(run, args.rounds, args.timed_runs))
         print(rows[-1], flush=True)
     env = environment()

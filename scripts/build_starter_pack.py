@@ -2,7 +2,7 @@
 
     python scripts/build_starter_pack.py [--runs DIR] [ID ...]
 
-Each model must have been trained with its original recipe and exported (``scripts/build_zoo.py``);
+Each model must have been trained with its original recipe and exported (``mnistzoo build``);
 the pack holds their verified ONNX files and training cards, at most 5 MB in all.
 """
 
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from mnistzoo.pretrained import STARTER, publish
-from mnistzoo.runs import runs_dir
+from mnistzoo.runs import run_dir
 
 MODELS = ("mlp3_dropout_bn", "cnn3_k5", "fashion_mlp2", "softmax_sgd")
 MAX_BYTES = 5_000_000
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="runs directory (default: $MNISTZOO_HOME/runs)")
     args = parser.parse_args()
     for model_id in args.ids:
-        card = json.loads((runs_dir(args.runs) / f"{model_id}@1" / "card.json").read_text())
+        card = json.loads((run_dir(f"{model_id}@1", 0, args.runs) / "card.json").read_text())
         if not card["recipe_is_original"]:
             raise SystemExit(f"{model_id} was not trained with its full recipe; it cannot ship")
     shutil.rmtree(STARTER, ignore_errors=True)

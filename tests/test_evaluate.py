@@ -20,13 +20,13 @@ def onnx_file(exported: Path) -> Path:
 def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Path, home: Path,
                                                        tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    proc = run_cli("eval", str(onnx_file), *FAST, "--compare-keras", "--keras", str(runs / "mlp3_dropout_bn@1" /
+    proc = run_cli("eval", str(onnx_file), *FAST, "--compare-keras", "--keras", str(runs / "mlp3_dropout_bn@1" / "seed0" /
                    "model.keras"), "--json", str(out), "--plots", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert set(result) >= {"schema", "path", "id", "name", "accuracy", "loss", "per_class_accuracy", "parity", "latency", "keras_latency",
                            "environment"}
-    card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    card = json.loads((runs / "mlp3_dropout_bn@1" / "seed0" / "card.json").read_text())
     swaps = result["parity"]["tie_swaps"]  # ties that this CPU's rounding resolved the other way
     assert result["accuracy"] == pytest.approx(card["results"]["test_accuracy"], abs=(swaps + 1) / 10_000)
     assert result["loss"] == pytest.approx(card["results"]["test_loss"], rel=1e-3)
@@ -51,12 +51,12 @@ def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_p
     from mnistzoo.export import export
 
     export("mlp3_dropout_bn", runs=runs)  # into the run directory, beside model.keras
-    result = evaluate(runs / "mlp3_dropout_bn@1" / "model.onnx", runs=5, batch_sizes=[2])
+    result = evaluate(runs / "mlp3_dropout_bn@1" / "seed0" / "model.onnx", runs=5, batch_sizes=[2])
     assert result["parity"]["passed"] and result["parity"]["checkpoint"].endswith("model.keras")
 
 
 def test_eval_with_a_different_checkpoint_fails_parity(onnx_file: Path, runs: Path, home: Path) -> None:
-    other = runs / "cnn3_k3@1" / "model.keras"
+    other = runs / "cnn3_k3@1" / "seed0" / "model.keras"
     proc = run_cli("eval", str(onnx_file), *FAST, "--keras", str(other))
     assert proc.returncode == 1, proc.stderr
     assert "FAILED" in proc.stdout and "parity with Keras failed" in proc.stderr
@@ -66,7 +66,7 @@ def test_eval_with_a_different_checkpoint_fails_parity(onnx_file: Path, runs: Pa
 def test_int8_file_is_judged_by_accuracy(exported: Path, runs: Path, home: Path) -> None:
     from mnistzoo.evaluate import evaluate
 
-    result = evaluate(exported / "model.int8.onnx", keras_path=runs / "mlp3_dropout_bn@1" / "model.keras",
+    result = evaluate(exported / "model.int8.onnx", keras_path=runs / "mlp3_dropout_bn@1" / "seed0" / "model.keras",
                       runs=5, batch_sizes=[1])
     assert result["parity"]["criterion"].startswith("quantized") and result["parity"]["passed"]
 

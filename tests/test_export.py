@@ -29,7 +29,7 @@ def test_contract_checker_and_parity(exported: Path, runs: Path) -> None:
         parity = record["opsets"][opset]
         assert parity["passed"] and parity["flipped"] == 0 and parity["images"] == 10_000
         assert 0 <= parity["max_abs_diff"] <= 1e-5 and parity["agreement"] == 1.0
-    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "seed0" / "card.json").read_text())
     assert record["opsets"]["17"]["keras_accuracy"] == pytest.approx(train_card["results"]["test_accuracy"], abs=1e-4)
     assert {o.domain: o.version for o in onnx.load(exported / "model.opset13.onnx").opset_import}[""] == 13
 
@@ -41,7 +41,7 @@ def test_embedded_card_round_trips(exported: Path, runs: Path) -> None:
 
     proto = onnx.load(exported / "model.onnx")
     card = read_card(proto)
-    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "card.json").read_text())
+    train_card = json.loads((runs / "mlp3_dropout_bn@1" / "seed0" / "card.json").read_text())
     assert (card["id"], card["name"], card["schema"]) == ("mlp3_dropout_bn", "mlp3_dropout_bn@1", 1)
     assert card["dataset"] == "mnist"
     assert card["class_names"] == [str(d) for d in range(10)]
@@ -179,13 +179,14 @@ def _corrupt(runs: Path, tmp_path: Path) -> Path:
 
     copy = tmp_path / "runs"
     shutil.copytree(runs / "mlp3_dropout_bn@1", copy / "mlp3_dropout_bn@1")
-    ckpt = copy / "mlp3_dropout_bn@1" / "model.keras"
+    ckpt = copy / "mlp3_dropout_bn@1" / "seed0" / "model.keras"
     ckpt.write_bytes(ckpt.read_bytes()[:-100])
     return copy
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
-    (["mlp2"], ("mlp2@1 has not been trained", "mnistzoo train mlp2")),
+    (["mlp2"], ("mlp2@1 seed 0 has not been trained", "mnistzoo train mlp2")),
+    (["mlp2", "--seed", "3"], ("mlp2@1 seed 3 has not been trained", "mnistzoo train mlp2 --seed 3")),
     (["mlp3_dropout_bn", "--opset", "12"], ("unsupported opset 12", "13-18")),
     (["mlp3_dropout_bn", "--opset", "17,x"], ("unsupported opset list",)),
     (["mlp3_dropout_bn", "--quantize", "int4"], ("unsupported --quantize 'int4'",)),

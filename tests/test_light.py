@@ -65,7 +65,7 @@ def test_inference_paths_never_import_tensorflow(case: str, home: Path, tmp_path
             from mnistzoo._io import sha256_file
             run = Path({str(tmp_path / "runs" / "softmax_sgd@1")!r})  # an exported run, from the starter pack
             shutil.copytree(pretrained.STARTER / "softmax_sgd" / "v1", run)
-            record = json.loads(Path({str(RESULTS / "softmax_sgd" / "export.json")!r}).read_text())
+            record = json.loads(Path({str(RESULTS / "softmax_sgd" / "seed0" / "export.json")!r}).read_text())
             record["opsets"]["17"]["sha256"] = sha256_file(run / "model.onnx")
             (run / "export.json").write_text(json.dumps(record))
             """) + CLI.format(args=["publish", str(hub), "--runs", str(tmp_path / "runs")])
@@ -101,7 +101,7 @@ def test_without_the_training_extra_heavy_commands_name_it(tmp_path: Path, runs:
     beside = tmp_path / "model"  # an exported file with its matching checkpoint beside it, as in a hub cache
     beside.mkdir()
     shutil.copy(exported / "model.onnx", beside / "model.onnx")
-    shutil.copy(runs / "mlp3_dropout_bn@1" / "model.keras", beside / "model.keras")
+    shutil.copy(runs / "mlp3_dropout_bn@1" / "seed0" / "model.keras", beside / "model.keras")
     evaluate = [sys.executable, "-m", "mnistzoo", "eval", str(beside / "model.onnx"), "--batch-sizes", "1", "--runs",
                 "3", "--json", str(tmp_path / "eval.json")]
     proc = subprocess.run(evaluate, capture_output=True, text=True, env=env, timeout=300)

@@ -134,7 +134,7 @@ def test_the_zoo_home_comes_first_and_is_verified(zoo_runs: Path, zoo_home: Path
     assert "not trained with its full recipe" in caplog.text
     assert classifier.source == "zoo home"
     assert load_pretrained("cnn3_k3", backend="keras").name.startswith("cnn3_k3")
-    _flip_byte(zoo_home / "runs" / "cnn3_k3@1" / "model.onnx")
+    _flip_byte(zoo_home / "runs" / "cnn3_k3@1" / "seed0" / "model.onnx")
     with pytest.raises(VerificationError, match="re-export"):
         load_pretrained("cnn3_k3")
 
@@ -147,7 +147,7 @@ def test_hub_round_trip_by_file_url(zoo_runs: Path, tmp_path: Path, monkeypatch:
     monkeypatch.setenv("MNISTZOO_HUB", hub.as_uri())
     classifier = load_pretrained("cnn3_k3")
     assert classifier.source == "hub" and classifier.path.is_relative_to(pretrained.cache_dir("cnn3_k3", 1))
-    expected = pretrained.Classifier(zoo_runs / "cnn3_k3@1" / "model.onnx").predict_proba(digits[0])
+    expected = pretrained.Classifier(zoo_runs / "cnn3_k3@1" / "seed0" / "model.onnx").predict_proba(digits[0])
     np.testing.assert_array_equal(classifier.predict_proba(digits[0]), expected)
 
     _flip_byte(classifier.path)  # the cached copy is checked again at every load

@@ -134,7 +134,7 @@ def test_any_json_record_is_valid_or_one_error(tmp_path_factory: pytest.TempPath
 @given(data=st.data(), name=st.sampled_from(["card.json", "export.json", "eval.json", "history.json"]))
 def test_damaged_real_records_are_valid_or_one_error(tmp_path_factory: pytest.TempPathFactory,
                                                      data: st.DataObject, name: str) -> None:
-    real = json.loads((RESULTS / "mlp2" / name).read_text())
+    real = json.loads((RESULTS / "mlp2" / "seed0" / name).read_text())
     damaged = data.draw(_mutations(real) if isinstance(real, dict) else st.just(real[:1] + [7]))
     path = tmp_path_factory.mktemp("rec") / name
     path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))

@@ -53,7 +53,7 @@ def test_each_conclusion_holds_on_the_notebooks_own_numbers(study: str) -> None:
     assert info.claims and all(set(parse_claim(c)[1]) <= ids for c in info.claims)
     from mnistzoo.report import Entry
 
-    entries = [Entry(get_model(i), None, None, {}, None) for i in ids]  # type: ignore[arg-type]
+    entries = [Entry(get_model(i), None, None, {}, None, {}) for i in ids]  # type: ignore[arg-type]
     assert {v.notebook for v in verdicts(info, entries)} <= {"holds", "stated"}
     assert all(v.ours.startswith("not trained") for v in verdicts(info, entries))
 
@@ -64,7 +64,7 @@ def test_summary_says_where_our_conclusion_differs() -> None:
     def entry(model_id: str, accuracy: float | None) -> Entry:
         card = {"recipe_is_original": True, "results": {"test_accuracy": accuracy}}
         records = {"card.json": card} if accuracy else {}
-        return Entry(get_model(model_id), None, None, records, None)  # type: ignore[arg-type]
+        return Entry(get_model(model_id), None, None, records, None, {0: card} if accuracy else {})  # type: ignore[arg-type]
 
     info = study_info("fashion")  # the notebook: each other model tests below the vanilla fashion_mlp2
     rows = verdicts(info, [entry("fashion_mlp2", 0.85), entry("fashion_mlp3_dropout", 0.88),
@@ -80,6 +80,31 @@ def test_summary_says_where_our_conclusion_differs() -> None:
                                          entry("mlp3_he_bn_dropout", 0.983), entry("mlp5_he_bn_dropout", 0.982)])
     assert best[0].ours == "fails" and best[0].margin.startswith("Δ vs mlp3_he_bn_dropout -0.10 pp")
     assert best[0].margin.endswith("(within noise)")
+
+
+def test_claims_are_judged_across_seeds_with_welchs_t_test() -> None:
+    from scipy import stats
+
+    from mnistzoo.report import Entry, summary
+
+    def entry(model_id: str, *accuracies: float) -> Entry:
+        cards = {seed: {"recipe_is_original": True, "results": {"test_accuracy": a}} for seed, a in enumerate(accuracies)}
+        return Entry(get_model(model_id), None, None, {"card.json": cards[0]}, None, cards)  # type: ignore[arg-type]
+
+    info = study_info("fashion")  # claims: fashion_mlp3_dropout < fashion_mlp2, fashion_mlp2_bn < fashion_mlp2, ...
+    base, clear, overlapping = [0.880, 0.882, 0.881], [0.850, 0.852, 0.851], [0.879, 0.884, 0.880]
+    rows = verdicts(info, [entry("fashion_mlp2", *base), entry("fashion_mlp3_dropout", *clear),
+                           entry("fashion_mlp2_bn", *overlapping), entry("fashion_mlp2_bn_dropout", 0.90)])
+    p_clear = stats.ttest_ind(clear, base, equal_var=False).pvalue
+    assert rows[0].seeds == f"survives: Δ -3.00 pp, Welch p = {p_clear:.3f} (n = 3, 3)" and p_clear < 0.05
+    assert rows[1].seeds.startswith("not significant: Δ +0.00 pp")
+    assert rows[2].seeds == ""  # one seed: not tested across seeds
+    text = summary(rows)
+    assert "Across seeds, 1 of 2 comparisons survive (Welch p < 0.05): fashion_mlp3_dropout < fashion_mlp2" in text
+    assert "not significant: fashion_mlp2_bn < fashion_mlp2" in text
+    reversed_rows = verdicts(info, [entry("fashion_mlp2", *clear), entry("fashion_mlp3_dropout", *base)])
+    assert reversed_rows[0].seeds.startswith("reversed: Δ +3.00 pp")
+    assert entry("fashion_mlp2", *base).std("test_accuracy") == pytest.approx(0.001)
 
 
 def test_violins_show_hidden_kernels_not_batchnorm_parameters(tmp_path: Path) -> None:
@@ -102,7 +127,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _results() -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/card.json"))}
+    """Each model's ``summary.json`` over its full-recipe seeds."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/summary.json"))}
+
+
+def _accuracy_cell(summary: dict) -> str:
+    acc = summary["test_accuracy"]
+    return f"{acc['mean']:.4f}" if summary["n"] == 1 else f"{acc['mean']:.4f} ± {acc['std']:.4f} ({summary['n']})"
 
 
 def _leaderboard(markdown: str) -> dict[str, list[str]]:
@@ -118,7 +149,7 @@ def test_leaderboard_has_every_model_and_marks_the_untrained(where: str, report:
     assert set(board) == set(list_models())
     for model_id, row in board.items():
         if model_id in cards:
-            assert row[2] == "full recipe" and row[5] == f"{cards[model_id]['results']['test_accuracy']:.4f}"
+            assert row[2] == "full recipe" and row[5] == _accuracy_cell(cards[model_id])
         else:
             assert row[2] == "not trained" and row[5] == "—" and row[7] == "—"
 
@@ -140,7 +171,8 @@ def test_partial_runs_are_listed_as_such(runs: Path, tmp_path: Path) -> None:
     assert board["mlp3"][2] == "full recipe"
     assert board["mlp3_dropout_bn"][2] == "partial run (epochs=1, limit=3000)" and board["mlp3_dropout_bn"][5] == "—"
     images = sorted(p.name for p in (tmp_path / "out" / "img").glob("*.png"))
-    assert images == ["depth_accuracy.png", "mlp3_confusion.png", "mlp3_curves.png", "mlp3_kernels.png"]
+    assert images == ["depth_accuracy.png", "depth_seeds.png", "mlp3_confusion.png", "mlp3_curves.png",
+                      "mlp3_kernels.png"]
 
 
 def test_report_errors(runs: Path, tmp_path: Path) -> None:
@@ -155,7 +187,7 @@ def test_report_errors(runs: Path, tmp_path: Path) -> None:
                           2, "is a file, not a directory")
     broken = tmp_path / "broken"
     shutil.copytree(RESULTS / "mlp2", broken / "mlp2")
-    (broken / "mlp2" / "eval.json").write_text("{not json")
+    (broken / "mlp2" / "seed0" / "eval.json").write_text("{not json")
     assert_one_line_error(run_cli("report", "--runs", str(broken), "--out", str(tmp_path / "b")),
                           2, "eval.json: unreadable or not JSON")
     assert not (tmp_path / "b" / "index.html").exists()
@@ -175,7 +207,7 @@ def test_page_renders_in_headless_chromium(report: Path) -> None:
         assert broken == []
         board = driver.find_element(By.CSS_SELECTOR, "table.sortable")
         assert len(board.find_elements(By.CSS_SELECTOR, "tbody tr")) == len(list_models())
-        header = next(h for h in board.find_elements(By.TAG_NAME, "th") if h.text.startswith("test acc (ours)"))
+        header = next(h for h in board.find_elements(By.TAG_NAME, "th") if h.text.startswith("test acc (ours"))
         column = [h.text for h in board.find_elements(By.TAG_NAME, "th")].index(header.text)
         for _ in range(2):  # ascending, then descending: the trained models in order, the untrained last
             header.click()

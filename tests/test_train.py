@@ -19,7 +19,7 @@ def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
     from mnistzoo.train import train
 
     result = train("mlp3_dropout_bn", epochs=1, limit=2000, out=tmp_path)
-    run = tmp_path / "mlp3_dropout_bn@1"
+    run = tmp_path / "mlp3_dropout_bn@1" / "seed0"
     assert result.run_dir == run
     assert sorted(p.name for p in run.iterdir()) == ["card.json", "curves.png", "history.json", "model.keras"]
     history = json.loads((run / "history.json").read_text())
@@ -85,7 +85,7 @@ def _train_cmd(out: Path) -> list[str]:
 
 def test_sigkill_during_epoch_two_then_resume_matches_uninterrupted(home: Path, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
-    state = killed / "mlp3_dropout_bn@1" / "state.json"
+    state = killed / "mlp3_dropout_bn@1" / "seed0" / "state.json"
     proc = subprocess.Popen(_train_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (state.exists() and len(json.loads(state.read_text())["history"]) == 1):
@@ -98,8 +98,8 @@ def test_sigkill_during_epoch_two_then_resume_matches_uninterrupted(home: Path, 
     assert subprocess.run(_train_cmd(killed), capture_output=True).returncode == 0
     straight = tmp_path / "straight"
     assert subprocess.run(_train_cmd(straight), capture_output=True).returncode == 0
-    resumed_h = json.loads((killed / "mlp3_dropout_bn@1" / "history.json").read_text())
-    straight_h = json.loads((straight / "mlp3_dropout_bn@1" / "history.json").read_text())
+    resumed_h = json.loads((killed / "mlp3_dropout_bn@1" / "seed0" / "history.json").read_text())
+    straight_h = json.loads((straight / "mlp3_dropout_bn@1" / "seed0" / "history.json").read_text())
     assert len(resumed_h) == len(straight_h) == 3
     for a, b in zip(resumed_h, straight_h):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -160,7 +160,7 @@ def test_disk_full_while_checkpointing_keeps_previous_checkpoint(home: Path, tmp
     monkeypatch.setattr(keras.Model, "save", save_until_disk_fills)
     with pytest.raises(MnistZooError, match="No space left on device.*free disk space"):
         train("mlp3", epochs=3, limit=600, out=tmp_path)
-    run = tmp_path / "mlp3@1"
+    run = tmp_path / "mlp3@1" / "seed0"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.keras", "state.json"]
     state = json.loads((run / "state.json").read_text())
     assert len(state["history"]) == 1

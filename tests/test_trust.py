@@ -32,7 +32,7 @@ def _zero_head_run(runs: Path, tmp_path: Path) -> Path:
 
     copy = tmp_path / "runs"
     shutil.copytree(runs / "mlp3_dropout_bn@1", copy / "mlp3_dropout_bn@1")
-    run = copy / "mlp3_dropout_bn@1"
+    run = copy / "mlp3_dropout_bn@1" / "seed0"
     model = keras.models.load_model(run / "model.keras")
     head = model.get_layer("probabilities")
     head.set_weights([np.zeros_like(w) for w in head.get_weights()])
@@ -66,8 +66,8 @@ def test_a_finished_run_is_not_handed_back_for_other_settings(runs: Path, home: 
     assert same.skipped and same.card["epochs_run"] == 1
     with pytest.raises(InvalidInput, match=r"finished run with other settings: asked for epochs 2 \(it has 1\)"):
         train("mlp3_dropout_bn", epochs=2, limit=3000, out=runs)
-    with pytest.raises(InvalidInput, match=r"limit None \(it has 3000\).*seed 7 \(it has 0\).*--force"):
-        train("mlp3_dropout_bn", epochs=1, seed=7, out=runs)
+    with pytest.raises(InvalidInput, match=r"limit None \(it has 3000\).*--force"):
+        train("mlp3_dropout_bn", epochs=1, out=runs)
 
 
 def test_partial_runs_name_what_differs_and_what_is_missing(home: Path, tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_partial_runs_name_what_differs_and_what_is_missing(home: Path, tmp_path
     from tensorflow.python.framework import config as tf_config
 
     assert not tf_config.is_op_determinism_enabled()
-    run = tmp_path / "softmax_sgd@1"
+    run = tmp_path / "softmax_sgd@1" / "seed0"
     with pytest.raises(InvalidInput, match=r"partial run with other settings: asked for epochs 3 \(it has 2\)"):
         train("softmax_sgd", epochs=3, limit=600, out=tmp_path)
     (run / "checkpoint.keras").rename(run / "kept.keras")
@@ -217,7 +217,7 @@ def test_ctrl_c_during_training_says_what_was_kept(home: Path, tmp_path: Path) -
     proc = subprocess.Popen([str(MNISTZOO), "train", "softmax_sgd", "--epochs", "200", "--limit", "2000", "--out",
                              str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not (tmp_path / "softmax_sgd@1" / "state.json").exists() and time.monotonic() < deadline:
+    while not (tmp_path / "softmax_sgd@1" / "seed0" / "state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -225,14 +225,14 @@ def test_ctrl_c_during_training_says_what_was_kept(home: Path, tmp_path: Path) -
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "last complete epoch" in lines[0] and "rerun the same command to resume" in lines[0]
-    assert json.loads((tmp_path / "softmax_sgd@1" / "state.json").read_text())["history"]
+    assert json.loads((tmp_path / "softmax_sgd@1" / "seed0" / "state.json").read_text())["history"]
 
 
 def test_a_warning_for_people_is_one_plain_line(runs: Path, exported: Path, zoo_home: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    run = zoo_home / "runs" / "mlp3_dropout_bn@1"
-    shutil.copytree(runs / "mlp3_dropout_bn@1", run)
+    run = zoo_home / "runs" / "mlp3_dropout_bn@1" / "seed0"
+    shutil.copytree(runs / "mlp3_dropout_bn@1" / "seed0", run)
     for name in ("model.onnx", "export.json"):
         shutil.copy(exported / name, run / name)
     Image.new("L", (28, 28)).save(tmp_path / "blank.png")
@@ -247,9 +247,9 @@ def test_a_report_that_fails_half_way_leaves_nothing(tmp_path: Path) -> None:
     results = Path(__file__).resolve().parent.parent / "results"
     broken = tmp_path / "broken"
     shutil.copytree(results / "mlp2", broken / "mlp2")
-    record = json.loads((broken / "mlp2" / "eval.json").read_text())
+    record = json.loads((broken / "mlp2" / "seed0" / "eval.json").read_text())
     record["latency"] = [{"garbled": True}]  # the right JSON type: only the page's tables find it lacking
-    (broken / "mlp2" / "eval.json").write_text(json.dumps(record))
+    (broken / "mlp2" / "seed0" / "eval.json").write_text(json.dumps(record))
     proc = run_cli("report", "--runs", str(broken), "--study", "depth", "--out", str(tmp_path / "report"))
     assert_one_line_error(proc, 2, "a run record lacks what the report needs")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]

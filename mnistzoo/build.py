@@ -1,0 +1,500 @@
+"""Zoo builds: every (model, seed) is a job that trains with the full recipe, exports (verified, with int8)
+and evaluates, run one after another in this process (``engine="local"``) or as Ray tasks (``engine="ray"``).
+
+Jobs write into the runs directory (``<runs>/<id>@<v>/seed<k>/``, see :mod:`mnistzoo.runs`). A job
+whose run is finished, exported and evaluated is skipped; an unfinished one resumes from its last
+complete epoch. One failed job never stops the others. On Ray each job runs in a fresh worker process
+(``max_calls=1``) with TensorFlow's thread pools set to the job's CPUs, works in a temporary directory
+on its node, sends its resumable state to the driver after every epoch (a retried or rerun job
+resumes from it) and its files when done; the driver writes them into its own runs directory, so
+no shared filesystem is needed. With ``results``, each finished run's records are copied to
+``<results>/<id>/seed<k>/`` with a ``summary.json`` over seeds, and each unfinished run's
+resumable state to ``<results>/<id>/seed<k>/partial/`` after every epoch (commit it to carry a
+long build across machines; a build restores from it).
+
+TensorFlow is imported only where a job runs: a Ray driver never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._checks import output_dir, positive_int
+from ._checks import seed as check_seed
+from ._extras import require_extra
+from ._io import atomic_path
+from .errors import InvalidInput, MnistZooError
+from .records import (SCHEMA, EvalRecord, ExportRecord, SeedSummary, TrainCard, dump_record, read_record,
+                      write_record)
+from .runs import run_dir, seed_dir_name
+from .runtime import first_line
+from .zoo import get_model, list_models
+
+ENGINES = ("local", "ray")
+MAX_RETRIES = 2  # a job whose worker process dies is run again this many times
+PARTIAL, PARTIAL_FILES = "partial", ("checkpoint.keras", "state.json")  # the checkpoint first: state is the commit
+RESULT_RECORDS = ("card.json", "history.json", "curves.png", "export.json", "eval.json", "kernels.png")
+EVAL_BATCH_SIZES = [1, 256]
+_SEEDS = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
+
+Event = Callable[["Job", str, dict], None]
+
+
+class BuildError(MnistZooError):
+    """Some jobs of a build failed; the others finished (exit code 1)."""
+
+    exit_code = 1
+  # (job, "start" | "epoch" | "done" | "failed", details)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (model, seed) to train, export and evaluate; ``epochs``/``limit`` shorten it (not the full recipe)."""
+
+    model: str  # id@version
+    seed: int
+    epochs: int | None = None
+    limit: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{seed_dir_name(self.seed)}"
+
+    @property
+    def id(self) -> str:
+        return self.model.split("@")[0]
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``done`` (ran now), ``skipped`` (finished before) or ``failed`` (with its one-line error)."""
+
+    job: Job
+    state: str
+    seconds: float = 0.0
+    test_accuracy: float | None = None
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass
+class BuildPlan:
+    jobs: list[Job]
+    engine: str = "local"
+    address: str | None = None
+    cpus_per_job: int | None = None
+    gpus_per_job: float = 0.0
+    runs: Path | None = None
+    results: Path | None = None
+    skipped: list[Job] = field(default_factory=list)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"``, ``"0-4"`` or a mix such as ``"0-2,7"`` -> ascending distinct seeds."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        match = _SEEDS.fullmatch(part) if part.isascii() else None
+        if match is None or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
+            raise InvalidInput(f"--seeds takes seeds like 0,1,2 or a range like 0-4; got {text!r}")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if last - first >= 1000:
+            raise InvalidInput(f"--seeds {text!r} asks for {last - first + 1} seeds; give at most 1000")
+        seeds += [check_seed(s) for s in range(first, last + 1)]
+    return sorted(set(seeds))
+
+
+def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool = False, seeds: Iterable[int] = (0,),
+         epochs: int | None = None, limit: int | None = None, engine: str = "local", address: str | None = None,
+         cpus_per_job: int | None = None, gpus_per_job: float = 0.0, runs: Path | None = None,
+         results: Path | None = None) -> BuildPlan:
+    """Check every option and name, and list the jobs (model-major, seeds ascending); no work starts here."""
+    if engine not in ENGINES:
+        raise InvalidInput(f"unknown --engine {engine!r}; choose local or ray")
+    if address is not None and engine != "ray":
+        raise InvalidInput("--address joins a Ray cluster; add --engine ray")
+    positive_int("--epochs", epochs)
+    positive_int("--limit", limit)
+    positive_int("--cpus-per-job", cpus_per_job)
+    if isinstance(gpus_per_job, bool) or not isinstance(gpus_per_job, (int, float)) or not 0 <= gpus_per_job <= 64:
+        raise InvalidInput(f"--gpus-per-job must be a number from 0 to 64 (a fraction shares a GPU), got {gpus_per_job!r}")
+    if gpus_per_job and engine != "ray":
+        raise InvalidInput("--gpus-per-job schedules Ray tasks; add --engine ray (the local engine uses what "
+                           "TensorFlow finds)")
+    seeds = sorted({check_seed(s) for s in seeds})
+    if not seeds:
+        raise InvalidInput("--seeds names no seed; give e.g. 0,1,2 or 0-4")
+    names = [get_model(i).name for i in ids]
+    if study is not None or all_models:
+        names += [get_model(i).name for i in list_models(study=study)]
+    if not names:
+        raise InvalidInput("name the models to build (IDs), or use --study S or --all")
+    for path, option in ((runs, "--runs"), (results, "--results")):
+        if path is not None:
+            output_dir(Path(path), option)
+    if engine == "ray":
+        require_extra("ray", "--engine ray")
+        if address not in (None, "auto"):
+            _probe(address)
+    jobs = [Job(name, s, epochs, limit) for name in dict.fromkeys(names) for s in seeds]
+    return BuildPlan(jobs, engine, address, cpus_per_job, float(gpus_per_job), runs, results)
+
+
+# ----------------------------------------------------------------------------- one job
+
+
+def finished(job: Job, runs: Path | None = None) -> bool:
+    """Trained with the job's settings, exported with passing parity and evaluated: nothing left to do."""
+    run = run_dir(job.model, job.seed, runs)
+    try:
+        card = read_record(run / "card.json", TrainCard, "")
+        export = read_record(run / "export.json", ExportRecord, "")
+        read_record(run / "eval.json", EvalRecord, "")
+    except InvalidInput:
+        return False
+    recipe = get_model(job.model).spec.recipe
+    wanted = {**asdict(recipe), "epochs": job.epochs or recipe.epochs}
+    return (card["recipe"] == wanted and card["overrides"].get("limit") == job.limit
+            and card.get("precision", "float32") == "float32" and _export_current(export, card))
+
+
+def _export_current(export: ExportRecord, card: TrainCard) -> bool:
+    """The export passed parity and was made from the run's current checkpoint."""
+    return (export["checkpoint_sha256"] == card["model_sha256"]
+            and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values()))
+
+
+def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainCard:
+    """Train (or resume) ``job``'s run, export it with int8 unless a passing export exists, evaluate it."""
+    from .evaluate import evaluate
+    from .export import export
+    from .train import train
+
+    result = train(job.model, epochs=job.epochs, limit=job.limit, seed=job.seed, out=runs, on_epoch=on_epoch)
+    run = result.run_dir
+    try:
+        current = _export_current(read_record(run / "export.json", ExportRecord, ""), result.card)
+    except InvalidInput:
+        current = False
+    if not current:
+        export(job.model, runs=runs, seed=job.seed, quantize="int8")
+        (run / "eval.json").unlink(missing_ok=True)
+    if not (run / "eval.json").exists():
+        _evaluate_run(run, job, evaluate)
+    return result.card
+
+
+def _evaluate_run(run: Path, job: Job, evaluate: Callable[..., dict]) -> None:
+    """``eval.json`` (accuracy, parity, latency; paths relative to the runs directory) and ``kernels.png``."""
+    import keras
+
+    from .report import plot_kernels
+
+    record = evaluate(run / "model.onnx", batch_sizes=EVAL_BATCH_SIZES, keras_path=run / "model.keras")
+    record["path"] = f"{job.key}/model.onnx"
+    record["parity"]["checkpoint"] = f"{job.key}/model.keras"
+    plot_kernels(keras.models.load_model(run / "model.keras"), f"{job.model} seed {job.seed}: hidden-layer kernels",
+                 run / "kernels.png")
+    write_record(run / "eval.json", record)
+
+
+# ----------------------------------------------------------------------------- results/
+
+
+def restore_partial(job: Job, runs: Path | None, results: Path) -> bool:
+    """Seed an empty run directory from ``<results>/<id>/seed<k>/partial/``; whether it did."""
+    source, run = results / job.id / seed_dir_name(job.seed) / PARTIAL, run_dir(job.model, job.seed, runs)
+    if not (source / "state.json").is_file() or (run / "state.json").exists() or (run / "card.json").exists():
+        return False
+    run.mkdir(parents=True, exist_ok=True)
+    for name in PARTIAL_FILES:
+        with atomic_path(run / name) as tmp:
+            shutil.copyfile(source / name, tmp)
+    return True
+
+
+def save_partial(job: Job, runs: Path | None, results: Path) -> None:
+    """Copy an unfinished run's checkpoint and state to ``<results>/<id>/seed<k>/partial/``."""
+    run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed) / PARTIAL
+    if (run / "state.json").is_file() and (run / "checkpoint.keras").is_file():
+        for name in PARTIAL_FILES:
+            with atomic_path(dest / name) as tmp:
+                shutil.copyfile(run / name, tmp)
+
+
+def collect(job: Job, runs: Path | None, results: Path) -> Path:
+    """Copy a finished job's records to ``<results>/<id>/seed<k>/`` (dropping its partial state), resummarise."""
+    run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed)
+    for name in RESULT_RECORDS:
+        if (run / name).exists():
+            _put(dest / name, (run / name).read_bytes())
+    shutil.rmtree(dest / PARTIAL, ignore_errors=True)
+    write_summary(results / job.id)
+    return dest
+
+
+def _put(path: Path, blob: bytes) -> None:
+    """Write ``blob`` atomically unless ``path`` holds it already (a rerun changes no file)."""
+    if not (path.is_file() and path.read_bytes() == blob):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(blob)
+
+
+def _stats(values: list[float]) -> dict:
+    array = np.array(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "min": float(array.min()), "max": float(array.max())}
+
+
+def write_summary(model_dir: Path) -> SeedSummary | None:
+    """``summary.json`` over the full-recipe runs in ``model_dir/seed*/`` (sample std, ddof=1); None if there are none."""
+    cards = [c for path in sorted(model_dir.glob("seed*/card.json"))
+             if (c := read_record(path, TrainCard, "rebuild it with `mnistzoo build`"))["recipe_is_original"]]
+    if not cards:
+        (model_dir / "summary.json").unlink(missing_ok=True)
+        return None
+    cards.sort(key=lambda c: c["seed"])
+    summary: SeedSummary = {
+        "schema": SCHEMA, "id": cards[0]["id"], "name": cards[0]["name"], "seeds": [c["seed"] for c in cards],
+        "n": len(cards), **{key: {**_stats([c["results"][key] for c in cards]),
+                                  "values": [c["results"][key] for c in cards]}
+                            for key in ("test_accuracy", "test_loss")}}  # type: ignore[typeddict-item]
+    _put(model_dir / "summary.json", dump_record(summary).encode())
+    return summary
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]:
+    """Run every job of ``build_plan`` not finished yet; one outcome per job, in plan order."""
+    report = on_event or (lambda job, kind, details: None)
+    runs, results = build_plan.runs, build_plan.results
+    outcomes: dict[Job, Outcome] = {}
+    todo = []
+    for job in build_plan.jobs:
+        if finished(job, runs):
+            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(job, runs))
+            if results is not None:
+                collect(job, runs, results)
+            report(job, "done", {"skipped": True})
+        else:
+            if results is not None:
+                restore_partial(job, runs, results)
+            todo.append(job)
+    if todo:
+        engine = _run_local if build_plan.engine == "local" else _run_ray
+        for outcome in engine(todo, build_plan, report):
+            outcomes[outcome.job] = outcome
+            if outcome.state == "done" and results is not None:
+                collect(outcome.job, runs, results)
+    return [outcomes[job] for job in build_plan.jobs]
+
+
+def _accuracy(job: Job, runs: Path | None) -> float | None:
+    card = read_record(run_dir(job.model, job.seed, runs) / "card.json", TrainCard, "")
+    return card["results"]["test_accuracy"]
+
+
+def _failure(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MnistZooError) else first_line(exc)
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's (and oneDNN's) thread pools for a job given ``threads`` CPUs; before TensorFlow starts."""
+    os.environ.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started in this process: its pools stay as they are
+        pass
+
+
+def _run_local(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterable[Outcome]:
+    if build_plan.cpus_per_job:
+        set_threads(build_plan.cpus_per_job)
+    for job in jobs:
+        report(job, "start", {"pid": os.getpid()})
+        started = time.perf_counter()
+
+        def on_epoch(row: dict, job: Job = job) -> None:
+            if build_plan.results is not None:
+                save_partial(job, build_plan.runs, build_plan.results)
+            report(job, "epoch", row)
+
+        try:
+            card = run_job(job, build_plan.runs, on_epoch)
+        except Exception as exc:  # noqa: BLE001 - one job's failure, whatever it is, never stops the others
+            outcome = Outcome(job, "failed", time.perf_counter() - started, error=_failure(exc))
+        else:
+            outcome = Outcome(job, "done", time.perf_counter() - started, card["results"]["test_accuracy"])
+        report(job, outcome.state, {"error": outcome.error, "seconds": outcome.seconds})
+        yield outcome
+
+
+# ----------------------------------------------------------------------------- Ray
+
+
+class _Relay:
+    """A Ray actor between the driver and the workers: progress events and each job's latest resumable state."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+        self.states: dict[str, dict[str, bytes]] = {}
+
+    def offer(self, key: str, files: dict[str, bytes]) -> None:
+        self.states[key] = files
+
+    def latest(self, key: str) -> dict[str, bytes]:
+        return self.states.get(key, {})
+
+    def event(self, key: str, kind: str, details: dict, files: dict[str, bytes] | None = None) -> None:
+        if files:
+            self.states[key] = files
+        self.events.append((key, kind, {**details, **({"files": files} if files else {})}))
+
+    def drain(self) -> list[tuple[str, str, dict]]:
+        events, self.events = self.events, []
+        return events
+
+
+def _ray_job(job: Job, relay: Any, threads: int) -> dict[str, bytes]:
+    """A Ray task: run ``job`` in a temporary runs directory on this node; return the run's files."""
+    import socket
+    import tempfile
+
+    import ray
+
+    set_threads(threads)
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    with tempfile.TemporaryDirectory(prefix="mnistzoo-job-") as tmp:
+        runs = Path(tmp)
+        run = run_dir(job.model, job.seed, runs)
+        run.mkdir(parents=True)
+        for name, blob in ray.get(relay.latest.remote(job.key)).items():
+            (run / name).write_bytes(blob)
+        relay.event.remote(job.key, "start", {"pid": os.getpid(), "node": socket.gethostname()})
+
+        def on_epoch(row: dict) -> None:
+            files = {name: (run / name).read_bytes() for name in PARTIAL_FILES}
+            ray.get(relay.event.remote(job.key, "epoch", row, files))
+
+        run_job(job, runs, on_epoch)
+        return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def _write_files(run: Path, files: dict[str, bytes]) -> None:
+    """Write a job's files into its run directory, each atomically, ``card.json`` (the commit point) last."""
+    for name in sorted(files, key=lambda n: n == "card.json"):
+        with atomic_path(run / name) as tmp:
+            tmp.write_bytes(files[name])
+    if "card.json" in files:
+        for name in PARTIAL_FILES:
+            (run / name).unlink(missing_ok=True)
+
+
+def connect_ray(address: str | None, log_to_driver: bool = False) -> bool:
+    """Join the cluster at ``address``, or start an embedded local instance; whether this call started Ray."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=log_to_driver,
+                 configure_logging=True)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        raise MnistZooError(f"cannot connect to {where} ({first_line(exc)}); start one with `ray start --head` "
+                            "and pass its address, or leave out --address for an embedded local instance") from None
+    return True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in one line, within ``timeout``, when nothing listens at a ``[ray://]HOST:PORT`` address (Ray would retry
+    for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInput(f"--address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise MnistZooError(f"cannot reach a Ray cluster at {address!r} ({type(exc).__name__}: {exc}); check the "
+                            "address `ray start --head` printed, or leave out --address for a local instance") from None
+
+
+def _run_ray(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterable[Outcome]:
+    import ray
+
+    started_here = connect_ray(build_plan.address)
+    try:
+        yield from _ray_loop(jobs, build_plan, report, ray)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -> Iterable[Outcome]:
+    cpus = build_plan.cpus_per_job or 1
+    relay = ray.remote(num_cpus=0)(_Relay).remote()
+    by_key = {job.key: job for job in jobs}
+    for job in jobs:  # what the driver has of each job: a retried or rerun job resumes from its latest epoch
+        run = run_dir(job.model, job.seed, build_plan.runs)
+        if all((run / name).is_file() for name in PARTIAL_FILES):
+            relay.offer.remote(job.key, {name: (run / name).read_bytes() for name in PARTIAL_FILES})
+    task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job,
+                                                     max_retries=MAX_RETRIES, retry_exceptions=False)
+    pending = {task.remote(job, relay, cpus): job for job in jobs}
+    started = {job: time.perf_counter() for job in jobs}
+    attempts = {job: 0 for job in jobs}
+
+    def relay_events() -> None:
+        for key, kind, details in ray.get(relay.drain.remote()):
+            job = by_key[key]
+            files = details.pop("files", None)
+            if kind == "start":
+                attempts[job] += 1
+            if files:
+                run = run_dir(job.model, job.seed, build_plan.runs)
+                _write_files(run, {n: files[n] for n in PARTIAL_FILES})
+                if build_plan.results is not None:
+                    save_partial(job, build_plan.runs, build_plan.results)
+            report(job, kind, details)
+
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        relay_events()
+        for ref in ready:
+            job = pending.pop(ref)
+            seconds = time.perf_counter() - started[job]
+            try:
+                files = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                outcome = Outcome(job, "failed", seconds, error=_failure(exc.cause or exc), attempts=attempts[job])
+            except ray.exceptions.RayError as exc:  # the worker died more often than MAX_RETRIES allows
+                outcome = Outcome(job, "failed", seconds, error=f"its worker died {attempts[job]} times "
+                                                                f"({first_line(exc, 120)})", attempts=attempts[job])
+            else:
+                run = run_dir(job.model, job.seed, build_plan.runs)
+                _write_files(run, files)
+                card = read_record(run / "card.json", TrainCard, "")
+                outcome = Outcome(job, "done", seconds, card["results"]["test_accuracy"], attempts=attempts[job])
+            report(job, outcome.state, {"error": outcome.error, "seconds": seconds})
+            yield outcome
+    relay_events()
