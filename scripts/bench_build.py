@@ -1,6 +1,6 @@
 """What Ray costs a zoo build, and what the whole zoo x 5 seeds would take on k machines.
 
-    python scripts/bench_build.py [--model mlp3] [--epochs 5] [--jobs 4] [--rounds 2] [--load TEXT]
+    python scripts/bench_build.py [--model mlp3] [--epochs 8] [--jobs 4] [--rounds 2] [--load TEXT]
                                   [--out benchmarks/build.md]
 
 1. Measured: the same short build (``--jobs`` seeds of ``--model`` for ``--epochs`` epochs on all
@@ -83,7 +83,7 @@ def makespan(durations: list[float], machines: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mlp3")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--load", default="nothing else ran on the machine",
