@@ -379,9 +379,10 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
 
 
 def _tidy(path: Path) -> None:
-    """Make a quantized file portable: opset :data:`INT8_OPSET`, no ``value_info`` shapes (their batch dimension
-    conflicts with the input's), no opset-domain imports that no node uses."""
+    """Make a quantized file portable: opset :data:`INT8_OPSET`, no unused initializers, no ``value_info`` shapes
+    (their batch dimension conflicts with the input's), no opset-domain imports that no node uses."""
     proto = onnx.version_converter.convert_version(onnx.load(str(path)), INT8_OPSET)
+    _prune(proto.graph)
     del proto.graph.value_info[:]
     used = {node.domain for node in proto.graph.node} | {""}
     for opset in [o for o in proto.opset_import if o.domain not in used]:

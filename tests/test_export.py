@@ -239,6 +239,8 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     quantized = onnx.load(str(int8))
     assert {o.domain: o.version for o in quantized.opset_import} == {"": INT8_OPSET}
     assert not quantized.graph.value_info
+    used = {name for node in quantized.graph.node for name in node.input}
+    assert all(i.name in used for i in quantized.graph.initializer)
     check_static_shapes(quantized)
     # 7-bit weights: a u8 x s8 pair sum is at most 2 x 255 x 64 = 32640, so the int16 sums of CPUs without VNNI
     # cannot saturate (full-range weights strayed from the specification by up to 0.068 there).

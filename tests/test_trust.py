@@ -214,8 +214,11 @@ def test_bad_invocation(bad: dict[str, str], args: list[str], code: int, fragmen
 
 
 def test_ctrl_c_during_training_says_what_was_kept(home: Path, tmp_path: Path) -> None:
+    # A shell that starts a job in the background makes it ignore SIGINT, and children inherit that; a user's
+    # terminal does not, so the command runs here as it does there.
     proc = subprocess.Popen([str(MNISTZOO), "train", "softmax_sgd", "--epochs", "200", "--limit", "2000", "--out",
-                             str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (tmp_path / "softmax_sgd@1" / "seed0" / "state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
