@@ -311,6 +311,8 @@ def _failure(exc: BaseException) -> str:
 def set_threads(threads: int) -> None:
     """TensorFlow's (and oneDNN's) thread pools for a job given ``threads`` CPUs; before TensorFlow starts."""
     os.environ.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    from . import _tf  # noqa: F401 - TensorFlow started quietly, after the variables above
+
     import tensorflow as tf
 
     try:
