@@ -214,10 +214,8 @@ def restore_partial(job: Job, runs: Path | None, results: Path) -> bool:
     source, run = results / job.id / seed_dir_name(job.seed) / PARTIAL, run_dir(job.model, job.seed, runs)
     if not (source / "state.json").is_file() or (run / "state.json").exists() or (run / "card.json").exists():
         return False
-    run.mkdir(parents=True, exist_ok=True)
     for name in PARTIAL_FILES:
-        with atomic_path(run / name) as tmp:
-            shutil.copyfile(source / name, tmp)
+        _put(run / name, (source / name).read_bytes())
     return True
 
 
@@ -226,8 +224,7 @@ def save_partial(job: Job, runs: Path | None, results: Path) -> None:
     run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed) / PARTIAL
     if (run / "state.json").is_file() and (run / "checkpoint.keras").is_file():
         for name in PARTIAL_FILES:
-            with atomic_path(dest / name) as tmp:
-                shutil.copyfile(run / name, tmp)
+            _put(dest / name, (run / name).read_bytes())
 
 
 def collect(job: Job, runs: Path | None, results: Path) -> Path:
@@ -401,8 +398,7 @@ def _ray_job(job: Job, relay: Any, threads: int) -> dict[str, bytes]:
 def _write_files(run: Path, files: dict[str, bytes]) -> None:
     """Write a job's files into its run directory, each atomically, ``card.json`` (the commit point) last."""
     for name in sorted(files, key=lambda n: n == "card.json"):
-        with atomic_path(run / name) as tmp:
-            tmp.write_bytes(files[name])
+        _put(run / name, files[name])
     if "card.json" in files:
         for name in PARTIAL_FILES:
             (run / name).unlink(missing_ok=True)
