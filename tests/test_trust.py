@@ -213,12 +213,20 @@ def test_bad_invocation(bad: dict[str, str], args: list[str], code: int, fragmen
     assert sorted(os.listdir(bad["out"])) == before
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Let the child receive Ctrl-C as a user's terminal would.
+
+    A shell that starts a job in the background makes it ignore SIGINT, and a CI runner may block it; children
+    inherit both the disposition and the signal mask across exec.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_during_training_says_what_was_kept(home: Path, tmp_path: Path) -> None:
-    # A shell that starts a job in the background makes it ignore SIGINT, and children inherit that; a user's
-    # terminal does not, so the command runs here as it does there.
     proc = subprocess.Popen([str(MNISTZOO), "train", "softmax_sgd", "--epochs", "200", "--limit", "2000", "--out",
                              str(tmp_path), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.monotonic() + 240
     while not (tmp_path / "softmax_sgd@1" / "seed0" / "state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
