@@ -350,7 +350,7 @@ def build_cmd(
     study: StudyOption = None,
     seeds: Annotated[str, typer.Option(help="Seeds to train each model with: 0,1,2 or a range 0-4.")] = "0",
     engine: Annotated[str, typer.Option(help="local (one job after another in this process) or ray (Ray tasks; "
-                                             "needs mnistzoo[ray]).")] = "local",
+                                             r"needs mnistzoo\[ray]).")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Join the Ray cluster at this address (e.g. auto, or "
                                                         "HOST:6379); default: start a local Ray instance.")] = None,
     cpus_per_job: Annotated[Optional[int], typer.Option(help="CPUs each job gets, and TensorFlow's thread pool size "
@@ -612,9 +612,9 @@ def serve_cmd(
                                            "network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """A local page to draw or upload a digit and compare every model's reading, with a JSON API.
+    r"""A local page to draw or upload a digit and compare every model's reading, with a JSON API.
 
-    Needs the serve extra: pip install 'mnistzoo[serve]'. Ctrl-C stops it.
+    Needs the serve extra: pip install 'mnistzoo\[serve]'. Ctrl-C stops it.
     """
     from .serve import serve
 

@@ -157,7 +157,8 @@ def test_cli_errors_and_the_default_host(tmp_path) -> None:  # noqa: ANN001
     assert_one_line_error(run_cli("serve", "--port", "70000"), 2, "--port must be from 1 to 65535")
     with socket.create_server(("127.0.0.1", 0)) as busy:
         assert_one_line_error(run_cli("serve", "--port", str(busy.getsockname()[1])), 2, "cannot listen on")
-    assert "127.0.0.1" in run_cli("serve", "--help").stdout
+    help_text = run_cli("serve", "--help").stdout
+    assert "127.0.0.1" in help_text and "pip install 'mnistzoo[serve]'" in help_text  # the extra, not markup
 
 
 @needs_browser
