@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 
 LIBRARIES = ("tensorflow", "keras", "numpy", "tf2onnx", "onnxruntime", "onnx")
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def _version(name: str) -> str | None:
@@ -33,6 +34,21 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def cpu_features() -> list[str]:
+    """The CPU's vector and int8/bf16 extensions that change inference speed or numerics (``/proc/cpuinfo``)."""
+    try:
+        flags = next(ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [f for f in CPU_FEATURES if f in flags]
+
+
+def int8_features(features: list[str]) -> list[str]:
+    """The dot-product instructions int8 kernels use (VNNI, AMX); without them u8 x s8 pairs sum in int16."""
+    return [f for f in features if "vnni" in f or f == "amx_int8"]
+
+
 def _gpus() -> list[str] | None:
     if "tensorflow" in sys.modules:
         gpus = [d.name for d in sys.modules["tensorflow"].config.list_physical_devices("GPU")]
@@ -46,5 +62,6 @@ def _gpus() -> list[str] | None:
 
 def environment() -> dict:
     """Library versions and hardware, recorded with every result."""
-    return {"mnistzoo": __version__, "cpu": cpu_name(), "cores": os.cpu_count(), "gpu": _gpus(),
+    return {"mnistzoo": __version__, "cpu": cpu_name(), "cpu_features": cpu_features(), "cores": os.cpu_count(),
+            "gpu": _gpus(),
             "python": platform.python_version(), **{name: _version(name) for name in LIBRARIES}}

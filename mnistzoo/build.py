@@ -167,9 +167,12 @@ def finished(job: Job, runs: Path | None = None) -> bool:
 
 
 def _export_current(export: ExportRecord, card: TrainCard) -> bool:
-    """The export passed parity and was made from the run's current checkpoint."""
+    """The export passed parity, was made from the run's current checkpoint, and its int8 file (if any) was
+    verified against the ONNX reference implementation (older exports were not, and are redone)."""
+    int8 = export.get("int8") or {}
     return (export["checkpoint_sha256"] == card["model_sha256"]
-            and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values()))
+            and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values())
+            and ("skipped" in int8 or int8.get("reference", {}).get("passed") is True))
 
 
 def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainCard:

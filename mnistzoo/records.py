@@ -81,6 +81,7 @@ class OnnxCard(TypedDict):
     dataset_sha256: dict
     conversion: dict
     mnistzoo: str
+    int8: NotRequired[dict]  # in an int8 file: its accuracy and speed against float32, and the CPU measured on
 
 
 class ExportRecord(TypedDict):

@@ -489,6 +489,15 @@ def _int8_delta(entry: Entry) -> Cell:
     return _pp(int8["accuracy_delta"])
 
 
+def _int8_speed(entry: Entry) -> Cell:
+    """int8 throughput over float32 where it was exported; flagged when the int8 file is the slower one."""
+    int8 = (entry.record("export.json") or {}).get("int8") or {}
+    ratio = int8.get("throughput_ratio") if int8.get("file") else None
+    if ratio is None:
+        return _text("—")
+    return f"{ratio:.2f}x{' (slower)' if ratio < 1 else ''}", ratio
+
+
 def _mean_std(entry: Entry, key: str) -> Cell:
     """``0.9812`` for one seed, ``0.9812 ± 0.0007 (3)`` for several; sorted by the mean."""
     mean, std = entry.ours(key), entry.std(key)
@@ -513,10 +522,11 @@ def leaderboard(entries: list[Entry]) -> TableData:
                      _num(e.stats.params_total, ","), _num(e.stats.macs, ","),
                      _mean_std(e, "test_accuracy"), _num(theirs, ".4f"),
                      _pp(None if ours is None or theirs is None else ours - theirs),
-                     flips, max_diff, _num(_latency_b1(e), ".3f"), _int8_delta(e)])
+                     flips, max_diff, _num(_latency_b1(e), ".3f"), _int8_delta(e), _int8_speed(e)])
     return _table(["model", "study", "status", "params", "MACs/image", "test acc (ours, mean ± std (n))",
                    "test acc (notebook)",
-                   "Δ", "ONNX flips", "ONNX max |Δp|", "ORT batch-1 p50 ms", "int8 Δ acc"], rows)
+                   "Δ", "ONNX flips", "ONNX max |Δp|", "ORT batch-1 p50 ms", "int8 Δ acc",
+                   "int8 speed (batch 256)"], rows)
 
 
 def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:

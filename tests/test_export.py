@@ -248,7 +248,10 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     int8_weights = [onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer
                     if i.name in weights and i.data_type == onnx.TensorProto.INT8 and len(i.dims) >= 2]
     assert int8_weights and all(np.abs(w.astype(np.int16)).max() <= 64 for w in int8_weights)
-    assert np.isfinite(reference_max_diff(int8, images[:2]))  # the reference implementation runs the file
+    scales = [onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer if i.name.endswith("_scale")]
+    assert scales and all(np.array_equal(np.exp2(np.round(np.log2(s))), s) for s in scales)  # powers of two
+    # Random weights on random pixels put many requantizations at ties: only exact arithmetic agrees here.
+    assert reference_max_diff(int8, images[:16]) <= 1e-5
 
 
 def test_a_runtime_computed_reshape_is_refused() -> None:

@@ -136,6 +136,14 @@ def _accuracy_cell(summary: dict) -> str:
     return f"{acc['mean']:.4f}" if summary["n"] == 1 else f"{acc['mean']:.4f} ± {acc['std']:.4f} ({summary['n']})"
 
 
+def _int8_speed_cell(model_id: str) -> str:
+    """What the leaderboard says of the shown run's int8 file: its speed-up, flagged when it is slower."""
+    shown = min((RESULTS / model_id).glob("seed*/card.json"), key=lambda p: int(p.parent.name[4:])).parent
+    int8 = json.loads((shown / "export.json").read_text()).get("int8") or {}
+    ratio = int8.get("throughput_ratio") if int8.get("file") else None
+    return "—" if ratio is None else f"{ratio:.2f}x" + (" (slower)" if ratio < 1 else "")
+
+
 def _leaderboard(markdown: str) -> dict[str, list[str]]:
     section = markdown.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
     rows = [ln.strip("|").split(" | ") for ln in section.splitlines() if ln.startswith("| ")]
@@ -150,6 +158,7 @@ def test_leaderboard_has_every_model_and_marks_the_untrained(where: str, report:
     for model_id, row in board.items():
         if model_id in cards:
             assert row[2] == "full recipe" and row[5] == _accuracy_cell(cards[model_id])
+            assert row[12] == _int8_speed_cell(model_id)
         else:
             assert row[2] == "not trained" and row[5] == "—" and row[7] == "—"
 
