@@ -348,21 +348,12 @@ def _run_local(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterabl
 
 
 class _Relay:
-    """A Ray actor between the driver and the workers: progress events and each job's latest resumable state."""
+    """A Ray actor between the workers and the driver: progress events, with each epoch's resumable state."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, dict]] = []
-        self.states: dict[str, dict[str, bytes]] = {}
-
-    def offer(self, key: str, files: dict[str, bytes]) -> None:
-        self.states[key] = files
-
-    def latest(self, key: str) -> dict[str, bytes]:
-        return self.states.get(key, {})
 
     def event(self, key: str, kind: str, details: dict, files: dict[str, bytes] | None = None) -> None:
-        if files:
-            self.states[key] = files
         self.events.append((key, kind, {**details, **({"files": files} if files else {})}))
 
     def drain(self) -> list[tuple[str, str, dict]]:
@@ -370,12 +361,15 @@ class _Relay:
         return events
 
 
-def _ray_job(job: Job, relay: Any, threads: int) -> dict[str, bytes]:
-    """A Ray task: run ``job`` in a temporary runs directory on this node; return the run's files."""
+def _ray_job(job: Job, files: dict[str, bytes], relay: Any, threads: int) -> dict[str, bytes]:
+    """A Ray task: run ``job`` in a temporary runs directory on this node, from ``files`` (its latest resumable
+    state, if any); return the run's files.
+
+    It never waits on Ray (``ray.get``): a task blocked there lends its CPUs to the next job, which would then
+    run beside it. Events go to the relay in order, without waiting.
+    """
     import socket
     import tempfile
-
-    import ray
 
     set_threads(threads)
     import tensorflow as tf
@@ -386,13 +380,12 @@ def _ray_job(job: Job, relay: Any, threads: int) -> dict[str, bytes]:
         runs = Path(tmp)
         run = run_dir(job.model, job.seed, runs)
         run.mkdir(parents=True)
-        for name, blob in ray.get(relay.latest.remote(job.key)).items():
+        for name, blob in files.items():
             (run / name).write_bytes(blob)
         relay.event.remote(job.key, "start", {"pid": os.getpid(), "node": socket.gethostname()})
 
         def on_epoch(row: dict) -> None:
-            files = {name: (run / name).read_bytes() for name in PARTIAL_FILES}
-            ray.get(relay.event.remote(job.key, "epoch", row, files))
+            relay.event.remote(job.key, "epoch", row, {name: (run / name).read_bytes() for name in PARTIAL_FILES})
 
         run_job(job, runs, on_epoch)
         return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
@@ -455,22 +448,25 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
     cpus = build_plan.cpus_per_job or 1
     relay = ray.remote(num_cpus=0)(_Relay).remote()
     by_key = {job.key: job for job in jobs}
-    for job in jobs:  # what the driver has of each job: a retried or rerun job resumes from its latest epoch
-        run = run_dir(job.model, job.seed, build_plan.runs)
-        if all((run / name).is_file() for name in PARTIAL_FILES):
-            relay.offer.remote(job.key, {name: (run / name).read_bytes() for name in PARTIAL_FILES})
-    task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job,
-                                                     max_retries=MAX_RETRIES, retry_exceptions=False)
-    pending = {task.remote(job, relay, cpus): job for job in jobs}
+    task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job, max_retries=0)
+    pending: dict[Any, Job] = {}
     started = {job: time.perf_counter() for job in jobs}
     attempts = {job: 0 for job in jobs}
+
+    def submit(job: Job) -> None:
+        """Run ``job`` from what the driver has of it: a rerun or a retry resumes from its latest epoch."""
+        run = run_dir(job.model, job.seed, build_plan.runs)
+        files = ({name: (run / name).read_bytes() for name in PARTIAL_FILES}
+                 if all((run / name).is_file() for name in PARTIAL_FILES) else {})
+        attempts[job] += 1
+        pending[task.remote(job, files, relay, cpus)] = job
 
     def relay_events() -> None:
         for key, kind, details in ray.get(relay.drain.remote()):
             job = by_key[key]
+            if job not in pending.values():
+                continue  # a late event of a finished job (events are sent without waiting)
             files = details.pop("files", None)
-            if kind == "start":
-                attempts[job] += 1
             if files:
                 run = run_dir(job.model, job.seed, build_plan.runs)
                 _write_files(run, {n: files[n] for n in PARTIAL_FILES})
@@ -478,17 +474,23 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
                     save_partial(job, build_plan.runs, build_plan.results)
             report(job, kind, details)
 
+    for job in jobs:
+        submit(job)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         relay_events()
         for ref in ready:
-            job = pending.pop(ref)
+            job = pending[ref]
             seconds = time.perf_counter() - started[job]
             try:
                 files = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:
                 outcome = Outcome(job, "failed", seconds, error=_failure(exc.cause or exc), attempts=attempts[job])
-            except ray.exceptions.RayError as exc:  # the worker died more often than MAX_RETRIES allows
+            except ray.exceptions.RayError as exc:  # its worker died: run it again from its latest epoch
+                del pending[ref]
+                if attempts[job] <= MAX_RETRIES:
+                    submit(job)
+                    continue
                 outcome = Outcome(job, "failed", seconds, error=f"its worker died {attempts[job]} times "
                                                                 f"({first_line(exc, 120)})", attempts=attempts[job])
             else:
@@ -496,6 +498,6 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
                 _write_files(run, files)
                 card = read_record(run / "card.json", TrainCard, "")
                 outcome = Outcome(job, "done", seconds, card["results"]["test_accuracy"], attempts=attempts[job])
+            pending.pop(ref, None)
             report(job, outcome.state, {"error": outcome.error, "seconds": seconds})
             yield outcome
-    relay_events()

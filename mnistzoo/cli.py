@@ -468,6 +468,9 @@ def eval_cmd(
     seconds: Annotated[Optional[float], typer.Option(help="Time each batch size for this long instead.")] = None,
     compare_keras: Annotated[bool, typer.Option("--compare-keras", help="Also time the Keras model "
                                                                         "(tf.function and predict).")] = False,
+    tuned: Annotated[bool, typer.Option("--tune/--no-tune", help="Time each batch size with the fastest "
+                                        "onnxruntime settings for it (threads, spinning, optimisation level), "
+                                        "or all with the defaults.")] = True,
     atol: Annotated[float, typer.Option(help="Parity tolerance on |ONNX - Keras| probabilities.")] = 1e-5,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results here as JSON.")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Write confusion-matrix PNGs into this directory.")] = None,
@@ -481,7 +484,7 @@ def eval_cmd(
         output_file(json_path, "--json")
     results = [evaluate(m, dataset=dataset, keras_path=keras_path, provider=provider, threads=threads,
                         batch_sizes=sizes, compare_keras=compare_keras, plots=plots, runs=runs, seconds=seconds,
-                        atol=atol) for m in models]
+                        atol=atol, tuned=tuned) for m in models]
     for r in results:
         _print_eval(r)
     if json_path is not None:
@@ -509,12 +512,15 @@ def _print_eval(r: dict) -> None:
             f"accuracy delta {p['accuracy_delta']:+.4f}; criterion {p['criterion']}: ",
             ("passed", "green") if p["passed"] else ("FAILED", "red")))
     table = Table(title="latency")
-    for col in ("runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "threads", "vs ORT p50"):
-        table.add_column(col, justify="left" if col == "runtime" else "right")
+    for col in ("runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "threads", "settings", "vs ORT p50"):
+        table.add_column(col, justify="left" if col in ("runtime", "settings") else "right")
     ort_p50 = {row["batch_size"]: row["p50_ms"] for row in r["latency"]}
     for row in r["latency"] + r.get("keras_latency", []):
+        settings = ("" if row.get("optimization") is None else
+                    f"{'tuned: ' if row.get('tuned') else ''}{'spinning, ' if row['spinning'] else ''}"
+                    f"{row['optimization']} optimisation")
         table.add_row(row["provider"], str(row["batch_size"]), f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}",
-                      f"{row['p99_ms']:.3f}", f"{row['images_per_s']:,.0f}", str(row["threads"]),
+                      f"{row['p99_ms']:.3f}", f"{row['images_per_s']:,.0f}", str(row["threads"]), settings,
                       f"{row['p50_ms'] / ort_p50[row['batch_size']]:.1f}x")
     console.print(table)
 

@@ -23,7 +23,7 @@ from .errors import InvalidInput, MnistZooError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, EvalRecord
 from .runs import run_dir
-from .runtime import OPT_LEVEL, onnx_latency, open_model
+from .runtime import onnx_latency, open_model, tune
 
 DEFAULT_BATCH_SIZES = (1, 32, 256)
 INT8_MAX_ACCURACY_DROP = 0.01  # a quantized file is judged by accuracy, not by exact probabilities
@@ -68,8 +68,13 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
 
 def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None = None, provider: str = "cpu",
              threads: int | None = None, batch_sizes: list[int] | None = None, compare_keras: bool = False,
-             plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL) -> dict:
-    """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes."""
+             plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL,
+             tuned: bool = True) -> dict:
+    """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes.
+
+    ``tuned``: time each batch size with the fastest onnxruntime settings for it (:func:`runtime.tune`:
+    threads unless ``threads`` fixes them, spinning, optimisation level), recorded in each latency row.
+    """
     path = Path(path)
     batch_sizes = list(DEFAULT_BATCH_SIZES if batch_sizes is None else batch_sizes)
     if not batch_sizes:
@@ -121,15 +126,15 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
                             **parity}
     else:
         result["parity"] = None
-    result["latency"] = [asdict(r) for r in onnx_latency(sess, ds.x_test, batch_sizes, runs=runs, seconds=seconds)]
+    sessions = tune(path, ds.x_test, batch_sizes, provider=provider, threads=threads) if tuned else sess
+    result["latency"] = [asdict(r) for r in onnx_latency(sessions, ds.x_test, batch_sizes, runs=runs, seconds=seconds,
+                                                         tuned=tuned)]
     if compare_keras:
         from .keras_runtime import keras_latency
 
         result["keras_latency"] = [asdict(r) for r in keras_latency(keras_model, ds.x_test, batch_sizes, runs=runs,
                                                                     seconds=seconds)]
-    result["environment"] = {**environment(), "provider": sess.get_providers()[0],
-                             "threads": int(sess.get_session_options().intra_op_num_threads),
-                             "graph_optimization_level": str(OPT_LEVEL).split(".")[-1]}
+    result["environment"] = {**environment(), "provider": sess.get_providers()[0]}
     if plots is not None:
         plots = Path(plots)
         plots.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,26 @@ from .records import OnnxCard, parse_record
 
 CARD_KEY = "mnistzoo.card"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-OPT_LEVEL = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+OPTIMIZATIONS = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,  # fusions, NCHW kept
+                 "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}  # and the NCHWc layout for convolutions
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How onnxruntime runs a file: intra-op threads (None: all cores), whether idle pool threads spin, and the
+    graph optimisation level (see :data:`OPTIMIZATIONS`)."""
+
+    threads: int | None = None
+    spinning: bool = True
+    optimization: str = "all"
+
+
+def candidate_settings(threads: int | None = None) -> list[SessionSettings]:
+    """What :func:`tune` tries: one thread and all cores (or only ``threads``), spinning on and off where a pool
+    exists, each optimisation level."""
+    counts = [threads] if threads is not None else sorted({1, os.cpu_count() or 1})
+    return [SessionSettings(n, spin, level) for n in counts for spin in ((True,) if n == 1 else (True, False))
+            for level in OPTIMIZATIONS]
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -49,11 +68,14 @@ def parse_card(text: str | None, origin: str = "the ONNX file") -> OnnxCard | No
 
 
 def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
-                 origin: Path | str | None = None) -> ort.InferenceSession:
-    """The one onnxruntime session factory: explicit provider, optimisation level and threads.
+                 origin: Path | str | None = None, settings: SessionSettings | None = None) -> ort.InferenceSession:
+    """The one onnxruntime session factory: explicit provider, optimisation level, threads and spinning.
 
-    ``model``: a path, serialized bytes, or an ``onnx.ModelProto``; ``origin`` names it in errors.
+    ``model``: a path, serialized bytes, or an ``onnx.ModelProto``; ``origin`` names it in errors;
+    ``settings`` (default: all cores, spinning, every optimisation) takes ``threads`` from ``threads`` if unset.
     """
+    settings = settings or SessionSettings()
+    threads = settings.threads or threads
     if provider not in PROVIDERS:
         raise InvalidInput(f"unknown provider {provider!r}; choose cpu or cuda")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
@@ -62,10 +84,11 @@ def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
         raise MnistZooError("CUDA was asked for but this onnxruntime has no CUDAExecutionProvider (no GPU, or "
                             "onnxruntime-gpu not installed); use --provider cpu")
     options = ort.SessionOptions()
-    options.graph_optimization_level = OPT_LEVEL
+    options.graph_optimization_level = OPTIMIZATIONS[settings.optimization]
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     try:
         return ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
@@ -140,14 +163,17 @@ class Latency:
     provider: str
     threads: int
     runs: int
+    spinning: bool | None = None  # onnxruntime's settings (None for Keras)
+    optimization: str | None = None
+    tuned: bool = False  # the settings were the fastest of :func:`candidate_settings` at this batch size
 
 
-def percentiles(times: list[float], batch: int, provider: str, threads: int) -> Latency:
+def percentiles(times: list[float], batch: int, provider: str, threads: int, **settings: Any) -> Latency:
     """Latency figures of per-call wall times (seconds) of one batch size."""
     ms = np.array(times) * 1e3
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return Latency(batch, float(p50), float(p90), float(p99), batch * len(ms) / (ms.sum() / 1e3),
-                   provider, threads, len(ms))
+                   provider, threads, len(ms), **settings)
 
 
 def time_runs(fn: Callable[[], object], runs: int, warmup: int, seconds: float | None) -> list[float]:
@@ -168,14 +194,41 @@ def batch_of(images: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(images[np.arange(batch) % len(images)], dtype=np.float32)
 
 
-def onnx_latency(sess: ort.InferenceSession, images: np.ndarray, batch_sizes: list[int], *, runs: int = 200,
-                 warmup: int = 20, seconds: float | None = None) -> list[Latency]:
-    """onnxruntime latency per batch size after a warm-up."""
-    provider = sess.get_providers()[0]
-    threads = int(sess.get_session_options().intra_op_num_threads)
+def _settings_of(sess: ort.InferenceSession) -> dict:
+    options = sess.get_session_options()
+    spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+    level = next((k for k, v in OPTIMIZATIONS.items() if v == options.graph_optimization_level), None)
+    return {"threads": int(options.intra_op_num_threads), "spinning": spinning, "optimization": level}
+
+
+def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], images: np.ndarray,
+                 batch_sizes: list[int], *, runs: int = 200, warmup: int = 20, seconds: float | None = None,
+                 tuned: bool = False) -> list[Latency]:
+    """onnxruntime latency per batch size after a warm-up, with one session or one per batch size (tuned)."""
     rows = []
     for batch in batch_sizes:
+        session = sess[batch] if isinstance(sess, dict) else sess
         feed = {INPUT_NAME: batch_of(images, batch)}
-        rows.append(percentiles(time_runs(lambda: sess.run([OUTPUT_NAME], feed), runs, warmup, seconds),
-                                batch, provider, threads))
+        rows.append(percentiles(time_runs(lambda: session.run([OUTPUT_NAME], feed), runs, warmup, seconds),
+                                batch, session.get_providers()[0], **_settings_of(session), tuned=tuned))
     return rows
+
+
+def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: str = "cpu",
+         threads: int | None = None, rounds: int = 5, seconds: float = 0.05) -> dict[int, ort.InferenceSession]:
+    """The fastest session of :func:`candidate_settings` for each batch size (median per-call time).
+
+    Candidates take turns within each round, so a machine whose speed drifts affects them alike.
+    """
+    sessions = [make_session(model, provider, settings=s) for s in candidate_settings(threads)]
+    fastest = {}
+    for batch in batch_sizes:
+        feed = {INPUT_NAME: batch_of(images, batch)}
+        times: list[list[float]] = [[] for _ in sessions]
+        for session in sessions:
+            session.run([OUTPUT_NAME], feed)
+        for _ in range(rounds):
+            for session, samples in zip(sessions, times):
+                samples += time_runs(lambda: session.run([OUTPUT_NAME], feed), 1, 0, seconds)
+        fastest[batch] = sessions[int(np.argmin([np.median(t) for t in times]))]
+    return fastest

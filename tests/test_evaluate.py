@@ -40,10 +40,31 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
     assert [r["batch_size"] for r in result["latency"]] == [1, 8]
     assert result["latency"][0]["provider"] == "CPUExecutionProvider"
     assert {r["provider"] for r in result["keras_latency"]} == {"keras tf.function", "keras model.predict"}
-    env = result["environment"]
-    assert env["graph_optimization_level"] == "ORT_ENABLE_ALL" and env["threads"] >= 1 and env["onnxruntime"]
+    for row in result["latency"]:  # each batch size ran with the fastest settings tried for it
+        assert row["tuned"] and row["optimization"] in ("extended", "all") and isinstance(row["spinning"], bool)
+    assert result["environment"]["onnxruntime"] and "cpu_features" in result["environment"]
     assert (tmp_path / "plots" / "mlp3_dropout_bn_v1_confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "parity with" in proc.stdout and "passed" in proc.stdout
+
+
+def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_file: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from mnistzoo.runtime import candidate_settings, make_session, predict_onnx, tune
+
+    x = np.random.default_rng(0).integers(0, 256, (64, 28, 28)).astype(np.float32)
+    candidates = candidate_settings()
+    assert {(c.threads, c.optimization) for c in candidates} >= {(1, "extended"), (1, "all")}
+    expected = predict_onnx(make_session(onnx_file), x)
+    for settings in candidates:
+        np.testing.assert_allclose(predict_onnx(make_session(onnx_file, settings=settings), x), expected, atol=1e-6)
+    chosen = tune(onnx_file, x, [1, 16], threads=1, rounds=2, seconds=0.01)
+    assert set(chosen) == {1, 16}
+    assert all(s.get_session_options().intra_op_num_threads == 1 for s in chosen.values())  # --threads fixes it
+    proc = run_cli("eval", str(onnx_file), *FAST, "--no-tune", "--threads", "1", "--json", str(tmp_path / "e.json"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "e.json").read_text())["latency"]
+    assert [(r["tuned"], r["threads"], r["optimization"]) for r in rows] == [(False, 1, "all")] * 2
 
 
 def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_path: Path) -> None:
