@@ -68,7 +68,10 @@ def test_test_vectors_reload_and_match(exported: Path) -> None:
 
 
 def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
+    import onnx
     import onnxruntime as ort
+
+    from mnistzoo.export import read_card
 
     ds = data.load("mnist")
     x, y = ds.x_test[:2000].astype(np.float32), ds.y_test[:2000]
@@ -79,7 +82,10 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     assert abs(acc["model.onnx"] - acc["model.int8.onnx"]) <= 0.01
     record = json.loads((exported / "export.json").read_text())["int8"]
     assert record["size_ratio"] < 0.5 and record["throughput_ratio"] > 0 and record["calibration_images"] == 1000
-    assert record["reference"]["max_abs_diff"] <= 1e-5  # onnxruntime computes what the ONNX specification says
+    assert record["reference"]["max_abs_diff"] <= 1e-5 and record["reference"]["passed"]  # as the specification says
+    card = read_card(onnx.load(str(exported / "model.int8.onnx")))["int8"]  # the int8 file says it of itself
+    assert card["throughput_ratio"] == record["throughput_ratio"] and card["int8_accuracy"] == record["int8_accuracy"]
+    assert card["batch_size"] == 256 and isinstance(card["cpu_int8_features"], list)
 
 
 def _graph_facts(path: Path) -> dict:
@@ -147,6 +153,19 @@ def test_no_int8_file_when_the_head_is_the_only_matmul(home: Path, tmp_path: Pat
     result = export("softmax_sgd", runs=tmp_path / "runs", quantize="int8")
     assert result.record["int8"]["file"] is None and "classifier head" in result.record["int8"]["skipped"]
     assert not (result.out_dir / "model.int8.onnx").exists() and (result.out_dir / "model.onnx").exists()
+
+
+def test_an_int8_file_that_strays_from_the_specification_is_not_kept(runs: Path, home: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    from mnistzoo import export as exporter
+
+    monkeypatch.setattr(exporter, "reference_max_diff", lambda path, images: 3e-3)  # as scales not powers of two did
+    with pytest.raises(exporter.ParityError, match="int8: onnxruntime differs from the ONNX reference"):
+        exporter.export("mlp3_dropout_bn", runs=runs, out=tmp_path, quantize="int8")
+    run = tmp_path / "mlp3_dropout_bn@1"
+    int8 = json.loads((run / "export.json").read_text())["int8"]
+    assert int8["file"] is None and int8["reference"] == {**int8["reference"], "max_abs_diff": 3e-3, "passed": False}
+    assert (run / "model.onnx").exists() and not (run / "model.int8.onnx").exists()
 
 
 def test_cnn_exports_with_parity_and_identical_bytes_twice(runs: Path, home: Path, tmp_path: Path) -> None:
