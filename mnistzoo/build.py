@@ -448,6 +448,7 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
     cpus = build_plan.cpus_per_job or 1
     relay = ray.remote(num_cpus=0)(_Relay).remote()
     by_key = {job.key: job for job in jobs}
+    # Retries are the driver's (MAX_RETRIES): Ray's own would rerun a task with the files of its first try.
     task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job, max_retries=0)
     pending: dict[Any, Job] = {}
     started = {job: time.perf_counter() for job in jobs}

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,20 @@ class SessionSettings:
     threads: int | None = None
     spinning: bool = True
     optimization: str = "all"
+    quantization_moves: bool = True  # onnxruntime may move QuantizeLinear above a MaxPool and absorb a Relu
 
 
-def candidate_settings(threads: int | None = None) -> list[SessionSettings]:
+# onnxruntime's passes behind ``quantization_moves``: with a float32 convolution before the first
+# QuantizeLinear they pull the quantization into its NCHWc layout and leave a slow uint8 MaxPool there.
+QUANTIZATION_MOVES = ("QDQPropagationTransformer", "ReluQuantFusion")
+
+
+def candidate_settings(threads: int | None = None, quantized: bool = False) -> list[SessionSettings]:
     """What :func:`tune` tries: one thread and all cores (or only ``threads``), spinning on and off where a pool
-    exists, each optimisation level."""
+    exists, each optimisation level, and for a quantized file with and without :data:`QUANTIZATION_MOVES`."""
     counts = [threads] if threads is not None else sorted({1, os.cpu_count() or 1})
-    return [SessionSettings(n, spin, level) for n in counts for spin in ((True,) if n == 1 else (True, False))
-            for level in OPTIMIZATIONS]
+    return [SessionSettings(n, spin, level, moves) for n in counts for spin in ((True,) if n == 1 else (True, False))
+            for level in OPTIMIZATIONS for moves in ((True, False) if quantized else (True,))]
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -91,13 +97,17 @@ def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     try:
-        return ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
-                                    providers=[PROVIDERS[provider]])
+        session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
+                                       providers=[PROVIDERS[provider]],
+                                       disabled_optimizers=[] if settings.quantization_moves else
+                                       list(QUANTIZATION_MOVES))
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own load errors (corrupt file, IR version, operator)
         where = origin or (source if isinstance(source, Path) else "the model")
         raise InvalidInput(f"{where}: not a valid ONNX model that onnxruntime {ort.__version__} can load, "
                            f"the file is corrupt, truncated, of another format or too new ({first_line(exc)}); "
                            "re-export it with `mnistzoo export`, or upgrade onnxruntime") from None
+    session.mnistzoo_settings = replace(settings, threads=options.intra_op_num_threads)
+    return session
 
 
 def _describe(arg: Any) -> str:
@@ -165,6 +175,7 @@ class Latency:
     runs: int
     spinning: bool | None = None  # onnxruntime's settings (None for Keras)
     optimization: str | None = None
+    quantization_moves: bool | None = None
     tuned: bool = False  # the settings were the fastest of :func:`candidate_settings` at this batch size
 
 
@@ -195,10 +206,8 @@ def batch_of(images: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _settings_of(sess: ort.InferenceSession) -> dict:
-    options = sess.get_session_options()
-    spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
-    level = next((k for k, v in OPTIMIZATIONS.items() if v == options.graph_optimization_level), None)
-    return {"threads": int(options.intra_op_num_threads), "spinning": spinning, "optimization": level}
+    """The settings :func:`make_session` gave ``sess``."""
+    return asdict(sess.mnistzoo_settings)
 
 
 def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], images: np.ndarray,
@@ -215,12 +224,13 @@ def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], i
 
 
 def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: str = "cpu",
-         threads: int | None = None, rounds: int = 5, seconds: float = 0.05) -> dict[int, ort.InferenceSession]:
+         threads: int | None = None, quantized: bool = False, rounds: int = 5,
+         seconds: float = 0.05) -> dict[int, ort.InferenceSession]:
     """The fastest session of :func:`candidate_settings` for each batch size (median per-call time).
 
     Candidates take turns within each round, so a machine whose speed drifts affects them alike.
     """
-    sessions = [make_session(model, provider, settings=s) for s in candidate_settings(threads)]
+    sessions = [make_session(model, provider, settings=s) for s in candidate_settings(threads, quantized)]
     fastest = {}
     for batch in batch_sizes:
         feed = {INPUT_NAME: batch_of(images, batch)}

@@ -53,8 +53,10 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
     from mnistzoo.runtime import candidate_settings, make_session, predict_onnx, tune
 
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28)).astype(np.float32)
-    candidates = candidate_settings()
+    candidates = candidate_settings(quantized=True)
     assert {(c.threads, c.optimization) for c in candidates} >= {(1, "extended"), (1, "all")}
+    assert {c.quantization_moves for c in candidates} == {True, False}
+    assert {c.quantization_moves for c in candidate_settings()} == {True}  # a float file has nothing to move
     expected = predict_onnx(make_session(onnx_file), x)
     for settings in candidates:
         np.testing.assert_allclose(predict_onnx(make_session(onnx_file, settings=settings), x), expected, atol=1e-6)
@@ -64,7 +66,8 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
     proc = run_cli("eval", str(onnx_file), *FAST, "--no-tune", "--threads", "1", "--json", str(tmp_path / "e.json"))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "e.json").read_text())["latency"]
-    assert [(r["tuned"], r["threads"], r["optimization"]) for r in rows] == [(False, 1, "all")] * 2
+    assert [(r["tuned"], r["threads"], r["optimization"], r["quantization_moves"]) for r in rows] == \
+        [(False, 1, "all", True)] * 2
 
 
 def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_path: Path) -> None:
