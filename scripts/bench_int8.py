@@ -3,8 +3,8 @@ first convolution, on this CPU.
 
     python scripts/bench_int8.py [--models cnn2_k3,...] [--rounds 5] [--load TEXT] [--out benchmarks/int8.md]
 
-For each model (default: every CNN) the float32 file is the export of its trained seed-0 run when the zoo
-home has one, else of the architecture with seeded random weights (speed does not depend on the weights;
+For each model (default: every CNN) the float32 file is its trained seed-0 export where one is at hand (zoo
+home, starter pack), else the architecture with seeded random weights (speed does not depend on the weights;
 accuracy is then not reported). Two int8 files are made from it with ``mnistzoo.export.quantize_int8``:
 "after" as the export makes it now, and "before" with the first convolution in int8 like every other
 layer. Each file is timed at batch 256 with its fastest onnxruntime settings (``runtime.tune``; "before"
@@ -27,7 +27,8 @@ from mnistzoo import data
 from mnistzoo import export as exporter
 from mnistzoo._env import cpu_features, environment, int8_features
 from mnistzoo.runtime import onnx_latency, predict_onnx, make_session, tune
-from mnistzoo.runs import run_dir
+from mnistzoo.errors import MnistZooError
+from mnistzoo.pretrained import locate
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
@@ -37,15 +38,16 @@ BATCH = 256
 GOAL = 1.2
 
 
-def float_file(model_id: str, directory: Path) -> tuple[Path, bool]:
-    """The trained seed-0 export if the zoo home has one, else a seeded random-weight conversion; whether trained."""
-    trained = run_dir(model_id, 0) / "model.onnx"
-    if trained.is_file():
-        return trained, True
-    keras.utils.set_random_seed(0)
-    path = directory / f"{model_id}.onnx"
-    path.write_bytes(exporter.convert(get_model(model_id).build()).SerializeToString())
-    return path, False
+def float_file(model_id: str, directory: Path) -> tuple[Path, str | None]:
+    """The trained seed-0 file where one is at hand (zoo home, starter pack), else a seeded random-weight
+    conversion; where the trained one was found (None: random)."""
+    try:
+        return locate(model_id)
+    except MnistZooError:
+        keras.utils.set_random_seed(0)
+        path = directory / f"{model_id}.onnx"
+        path.write_bytes(exporter.convert(get_model(model_id).build()).SerializeToString())
+        return path, None
 
 
 def measure(model_id: str, ds: data.Dataset, rounds: int, directory: Path) -> dict:
@@ -91,7 +93,8 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         acc = (f"{100 * r['before_drop']:+.2f} pp | {100 * r['after_drop']:+.2f} pp" if r["trained"] else "— | —")
-        lines.append(f"| {r['model']} | {r['macs']:,} | {'trained' if r['trained'] else 'random'} | "
+        weights = f"trained ({r['trained']})" if r["trained"] else "random"
+        lines.append(f"| {r['model']} | {r['macs']:,} | {weights} | "
                      f"{r['fp32_ips']:,.0f} | {r['before']:.2f}x | {r['after']:.2f}x | "
                      f"{'yes' if r['after'] >= GOAL else 'NO'} | {acc} | {r['reference']:.1e} |")
     met = sum(r["after"] >= GOAL for r in rows)
