@@ -126,8 +126,8 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
                             **parity}
     else:
         result["parity"] = None
-    sessions = (tune(path, ds.x_test, batch_sizes, provider=provider, threads=threads, quantized=_quantized(path))
-                if tuned else sess)
+    sessions = (tune(path, ds.x_test, batch_sizes, provider=provider, threads=threads,
+                     quantized="int8" in (card or {})) if tuned else sess)  # an int8 file's card says so
     result["latency"] = [asdict(r) for r in onnx_latency(sessions, ds.x_test, batch_sizes, runs=runs, seconds=seconds,
                                                          tuned=tuned)]
     if compare_keras:
