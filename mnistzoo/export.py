@@ -21,7 +21,7 @@ import copy
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from .errors import MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
 from .keras_runtime import predict_keras
-from .runtime import CARD_KEY, make_session, onnx_latency, parse_card, predict_onnx, tune
+from .runtime import CARD_KEY, SessionSettings, make_session, onnx_latency, parse_card, predict_onnx, tune
 from .runs import DEFAULT_SEED, run_dir, runs_dir, seeds_of
 from .zoo import get_model
 
@@ -618,8 +618,7 @@ def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
     ips = {name: row.images_per_s for name, row in timed.items()}
     speed = {"batch_size": INT8_SPEED_BATCH, "throughput_ratio": ips["int8"] / ips["fp32"], "cpu": cpu_name(),
              "cpu_int8_features": int8_features(cpu_features()),
-             "settings": {name: {k: v for k, v in asdict(row).items()
-                                 if k in ("threads", "spinning", "optimization", "quantization_moves")}
+             "settings": {name: {f.name: getattr(row, f.name) for f in fields(SessionSettings)}
                           for name, row in timed.items()}}
     proto = onnx.load(str(int8))  # the int8 file's own card says what it gave up and gained, and where
     describe(proto, {**read_card(proto), "int8": {"fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], **speed}})
