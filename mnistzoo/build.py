@@ -153,7 +153,11 @@ def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool 
 
 def finished(job: Job, runs: Path | None = None) -> bool:
     """Trained with the job's settings, exported with passing parity and evaluated: nothing left to do."""
-    run = run_dir(job.model, job.seed, runs)
+    return _finished_in(run_dir(job.model, job.seed, runs), job)
+
+
+def _finished_in(run: Path, job: Job) -> bool:
+    """``run`` (a run directory, or a run's records under ``--results``) holds ``job`` finished."""
     try:
         card = read_record(run / "card.json", TrainCard, "")
         export = read_record(run / "export.json", ExportRecord, "")
@@ -282,9 +286,13 @@ def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]
     todo = []
     for job in build_plan.jobs:
         if finished(job, runs):
-            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(job, runs))
+            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(run_dir(job.model, job.seed, runs)))
             if results is not None:
                 collect(job, runs, results)
+            report(job, "done", {"skipped": True})
+        elif results is not None and _finished_in(kept := results / job.id / seed_dir_name(job.seed), job):
+            # Finished on another machine: its records are in results/ (a fresh clone has no runs directory).
+            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(kept))
             report(job, "done", {"skipped": True})
         else:
             if results is not None:
@@ -299,8 +307,8 @@ def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]
     return [outcomes[job] for job in build_plan.jobs]
 
 
-def _accuracy(job: Job, runs: Path | None) -> float | None:
-    card = read_record(run_dir(job.model, job.seed, runs) / "card.json", TrainCard, "")
+def _accuracy(run: Path) -> float | None:
+    card = read_record(run / "card.json", TrainCard, "")
     return card["results"]["test_accuracy"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +117,16 @@ def test_local_build_writes_each_seed_and_a_second_run_does_no_work(local_runs: 
     assert [o["state"] for o in json.loads(proc.stdout)] == ["skipped"] * 4
     assert {p: p.stat().st_mtime_ns for p in local_runs.rglob("*") if p.is_file()} == before
 
+
+def test_jobs_finished_in_results_are_skipped_on_a_fresh_machine(local_runs: Path, home: Path, tmp_path: Path) -> None:
+    """A clone of the repository has ``results/`` but no runs directory: its finished jobs are not trained again."""
+    results = tmp_path / "results"
+    shutil.copytree(local_runs / "results", results)
+    (results / "mlp3" / "seed1" / "card.json").unlink()  # this one has to be built again
+    outcomes = build.build(build.plan(MODELS, seeds=SEEDS, runs=tmp_path / "runs", results=results, **QUICK))
+    assert [o.state for o in outcomes] == ["skipped", "skipped", "skipped", "done"], [o.error for o in outcomes]
+    assert seeds_of("mlp3@1", tmp_path / "runs") == [1]
+    assert (results / "mlp3" / "seed1" / "card.json").is_file()
 
 def test_export_and_load_pretrained_pick_a_seed(local_runs: Path, home: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
