@@ -317,15 +317,17 @@ def _failure(exc: BaseException) -> str:
 
 
 def set_threads(threads: int) -> None:
-    """TensorFlow's (and oneDNN's) thread pools for a job given ``threads`` CPUs; before TensorFlow starts."""
-    os.environ.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    """TensorFlow's (and oneDNN's) thread pools for a job given ``threads`` CPUs, as TensorFlow would size them on
+    a machine of that many cores; before TensorFlow starts. (A single inter-op thread stalled whole epochs.)"""
+    os.environ.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads),
+                      TF_NUM_INTEROP_THREADS=str(threads))
     from . import _tf  # noqa: F401 - TensorFlow started quietly, after the variables above
 
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # TensorFlow already started in this process: its pools stay as they are
         pass
 

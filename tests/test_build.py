@@ -75,6 +75,16 @@ def test_without_ray_the_ray_engine_names_the_extra(tmp_path: Path) -> None:
     assert_one_line_error(proc, 2, "pip install 'mnistzoo[ray]'")
 
 
+def test_a_job_of_n_cpus_sizes_both_tensorflow_pools_to_n() -> None:
+    """As TensorFlow sizes them on an n-core machine: one inter-op thread made epochs stall (benchmarks/build.md)."""
+    code = ("from mnistzoo.build import set_threads; set_threads(3); import tensorflow as tf; "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "3"]
+
+
 def test_a_run_from_before_seed_directories_moves_into_its_seed(tmp_path: Path) -> None:
     old = tmp_path / "mlp2@1"
     old.mkdir()
