@@ -18,7 +18,9 @@ A study's conclusion (``[study.conclusion]`` in zoo_specs) is checked through cl
 Each comparison is also set against two kinds of noise: the test set's (binomial, 2σ of a difference of
 two accuracies on 10,000 images) and, where both models have at least two seeds, the seeds' (Welch's
 t-test of the two means, two-sided; a claim survives across seeds when the difference has the claimed
-sign and p < 0.05).
+sign and p < 0.05). A model's own gap to the notebook is judged the same way: with at least two seeds, the
+notebook's single run is set against the 95% prediction interval of one more run of ours (mean ± t·s·√(1 + 1/n));
+inside it, the gap is what another seed could give; outside, it is a real difference.
 """
 
 from __future__ import annotations
@@ -512,6 +514,19 @@ def _per_seed(entry: Entry, key: str) -> Cell:
                  or "—")
 
 
+def _notebook_vs_seeds(entry: Entry) -> Cell:
+    """Is the notebook's test accuracy what one more seed of ours could give (the 95% prediction interval)?"""
+    from scipy import stats
+
+    values, theirs = entry.values("test_accuracy"), entry.reference("test_accuracy")
+    if theirs is None or len(values) < 2:
+        return _text("n < 2" if theirs is not None else "—")
+    n, mean, std = len(values), float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * std * (1 + 1 / n) ** 0.5
+    where = "inside: seed luck" if abs(theirs - mean) <= half else "outside: a real difference"
+    return _text(f"{where} ({mean:.4f} ± {half:.4f})")
+
+
 def leaderboard(entries: list[Entry]) -> TableData:
     """One row per model; models without a full-recipe run show their status and no numbers."""
     rows = []
@@ -540,10 +555,10 @@ def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:
                      _num(e.ours("test_loss"), ".4f"), _num(e.reference("test_loss"), ".4f"),
                      _num(e.ours("train_accuracy"), ".4f"), _num(e.reference("train_accuracy"), ".4f"),
                      _mean_std(e, "test_accuracy"), _num(e.reference("test_accuracy"), ".4f"),
-                     _per_seed(e, "test_accuracy")])
+                     _per_seed(e, "test_accuracy"), _notebook_vs_seeds(e)])
     return _table(["model", "notebook", *(archs[0] if archs else {}), "train loss (ours)", "test loss (ours)",
                    "test loss (notebook)", "train acc (ours)", "train acc (notebook)", "test acc (ours)",
-                   "test acc (notebook)", "test acc by seed"], rows)
+                   "test acc (notebook)", "test acc by seed", "notebook vs our seeds (95% prediction interval)"], rows)
 
 
 def claims_table(rows: list[Verdict]) -> TableData:
