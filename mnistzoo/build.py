@@ -381,6 +381,7 @@ def _ray_job(job: Job, files: dict[str, bytes], relay: Any, threads: int) -> dic
     import socket
     import tempfile
 
+    relay.event.remote(job.key, "start", {"pid": os.getpid(), "node": socket.gethostname()})
     set_threads(threads)
     import tensorflow as tf
 
@@ -392,7 +393,6 @@ def _ray_job(job: Job, files: dict[str, bytes], relay: Any, threads: int) -> dic
         run.mkdir(parents=True)
         for name, blob in files.items():
             (run / name).write_bytes(blob)
-        relay.event.remote(job.key, "start", {"pid": os.getpid(), "node": socket.gethostname()})
 
         def on_epoch(row: dict) -> None:
             relay.event.remote(job.key, "epoch", row, {name: (run / name).read_bytes() for name in PARTIAL_FILES})
@@ -418,6 +418,8 @@ def connect_ray(address: str | None, log_to_driver: bool = False) -> bool:
 
     if ray.is_initialized():
         return False
+    if address is None:  # an embedded instance runs jobs at the priority the local engine does (Ray's default: 15)
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=log_to_driver,
                  configure_logging=True)
@@ -477,6 +479,8 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
             job = by_key[key]
             if job not in pending.values():
                 continue  # a late event of a finished job (events are sent without waiting)
+            if kind == "start":  # a job's seconds count from its worker's start, not from its wait in the queue
+                started[job] = time.perf_counter()
             files = details.pop("files", None)
             if files:
                 run = run_dir(job.model, job.seed, build_plan.runs)
