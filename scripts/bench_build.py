@@ -10,7 +10,9 @@
    with one worker per core (``--cpus-per-job 1``). The engines take turns within each round (the
    machine's speed drifts), so each ratio is formed within a round; the table gives the median.
    Ray's overhead per job is (Ray 1 worker - local) / jobs, over local's time per job: it counts
-   starting Ray, a fresh worker process and TensorFlow import per job, and moving the files.
+   starting Ray, a fresh worker process and TensorFlow import per job, and moving the files. To
+   show where it goes, each engine's training seconds per epoch (``history.json``) and each job's
+   seconds outside training are reported as well.
 2. On paper: the whole zoo x 5 seeds from the measured per-model costs (``results/<id>/seed*/card.json``:
    training wall time on a 2-core machine) plus the per-job export/evaluate time measured here;
    CPU-hours and wall time on k machines of this size (independent jobs, longest first; a job
