@@ -285,14 +285,13 @@ def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]
     outcomes: dict[Job, Outcome] = {}
     todo = []
     for job in build_plan.jobs:
-        if finished(job, runs):
-            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(run_dir(job.model, job.seed, runs)))
-            if results is not None:
+        run = run_dir(job.model, job.seed, runs)
+        # Finished here, or on another machine whose records are in results/ (a fresh clone has no runs directory).
+        kept = [d for d in (run, results and results / job.id / seed_dir_name(job.seed)) if d and _finished_in(d, job)]
+        if kept:
+            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(kept[0]))
+            if results is not None and kept[0] == run:
                 collect(job, runs, results)
-            report(job, "done", {"skipped": True})
-        elif results is not None and _finished_in(kept := results / job.id / seed_dir_name(job.seed), job):
-            # Finished on another machine: its records are in results/ (a fresh clone has no runs directory).
-            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(kept))
             report(job, "done", {"skipped": True})
         else:
             if results is not None:
