@@ -151,13 +151,9 @@ def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool 
 # ----------------------------------------------------------------------------- one job
 
 
-def finished(job: Job, runs: Path | None = None) -> bool:
-    """Trained with the job's settings, exported with passing parity and evaluated: nothing left to do."""
-    return _finished_in(run_dir(job.model, job.seed, runs), job)
-
-
 def _finished_in(run: Path, job: Job) -> bool:
-    """``run`` (a run directory, or a run's records under ``--results``) holds ``job`` finished."""
+    """``run`` (a run directory, or a run's records under ``--results``) holds ``job`` trained with its settings,
+    exported with passing parity and evaluated: nothing left to do."""
     try:
         card = read_record(run / "card.json", TrainCard, "")
         export = read_record(run / "export.json", ExportRecord, "")
