@@ -3,10 +3,10 @@ and evaluates, run one after another in this process (``engine="local"``) or as 
 
 Jobs write into the runs directory (``<runs>/<id>@<v>/seed<k>/``, see :mod:`mnistzoo.runs`). A job
 whose run is finished, exported and evaluated is skipped; an unfinished one resumes from its last
-complete epoch. One failed job never stops the others. On Ray each job runs in a fresh worker process
-(``max_calls=1``) with TensorFlow's thread pools set to the job's CPUs, works in a temporary directory
-on its node, sends its resumable state to the driver after every epoch (a retried or rerun job
-resumes from it) and its files when done; the driver writes them into its own runs directory, so
+complete epoch. One failed job never stops the others. On Ray each job is a generator task in a fresh
+worker process (``max_calls=1``) with TensorFlow's thread pools set to the job's CPUs; it works in a
+temporary directory on its node and streams its events to the driver: its resumable state after
+every epoch (a retried or rerun job resumes from it) and its files when done; the driver writes them into its own runs directory, so
 no shared filesystem is needed. With ``results``, each finished run's records are copied to
 ``<results>/<id>/seed<k>/`` with a ``summary.json`` over seeds, and each unfinished run's
 resumable state to ``<results>/<id>/seed<k>/partial/`` after every epoch (commit it to carry a
@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,31 +352,20 @@ def _run_local(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterabl
 # ----------------------------------------------------------------------------- Ray
 
 
-class _Relay:
-    """A Ray actor between the workers and the driver: progress events, with each epoch's resumable state."""
+def _ray_job(job: Job, files: dict[str, bytes], threads: int) -> Iterator[tuple[str, dict]]:
+    """A Ray generator task: run ``job`` in a temporary runs directory on this node, from ``files`` (its latest
+    resumable state, if any). It yields ``("start", ...)``, then ``("epoch", row)`` with the run's resumable state
+    after each epoch, and last ``("done", {"files": ...})`` with all the run's files.
 
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict]] = []
-
-    def event(self, key: str, kind: str, details: dict, files: dict[str, bytes] | None = None) -> None:
-        self.events.append((key, kind, {**details, **({"files": files} if files else {})}))
-
-    def drain(self) -> list[tuple[str, str, dict]]:
-        events, self.events = self.events, []
-        return events
-
-
-def _ray_job(job: Job, files: dict[str, bytes], relay: Any, threads: int) -> dict[str, bytes]:
-    """A Ray task: run ``job`` in a temporary runs directory on this node, from ``files`` (its latest resumable
-    state, if any); return the run's files.
-
-    It never waits on Ray (``ray.get``): a task blocked there lends its CPUs to the next job, which would then
-    run beside it. Events go to the relay in order, without waiting.
+    Training runs in a thread beside the generator, which passes its events on as they come. Yielding never waits
+    on the driver; a task blocked in ``ray.get`` would lend its CPUs to the next job, which would run beside it.
     """
+    import queue
     import socket
     import tempfile
+    import threading
 
-    relay.event.remote(job.key, "start", {"pid": os.getpid(), "node": socket.gethostname()})
+    yield "start", {"pid": os.getpid(), "node": socket.gethostname()}
     set_threads(threads)
     import tensorflow as tf
 
@@ -388,12 +377,26 @@ def _ray_job(job: Job, files: dict[str, bytes], relay: Any, threads: int) -> dic
         run.mkdir(parents=True)
         for name, blob in files.items():
             (run / name).write_bytes(blob)
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def on_epoch(row: dict) -> None:
-            relay.event.remote(job.key, "epoch", row, {name: (run / name).read_bytes() for name in PARTIAL_FILES})
+            events.put(("epoch", {**row, "files": {name: (run / name).read_bytes() for name in PARTIAL_FILES}}))
 
-        run_job(job, runs, on_epoch)
-        return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+        def work() -> None:
+            try:
+                run_job(job, runs, on_epoch)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the task, where Ray reports it
+                events.put(("error", exc))
+            else:
+                events.put(("finished", None))
+
+        threading.Thread(target=work, name="mnistzoo-job", daemon=True).start()
+        while (event := events.get())[0] == "epoch":
+            yield event
+        if event[0] == "error":
+            raise event[1]
+        yield "done", {"files": {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+                                 if p.is_file()}}
 
 
 def _write_files(run: Path, files: dict[str, bytes]) -> None:
@@ -453,11 +456,9 @@ def _run_ray(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterable[
 
 def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -> Iterable[Outcome]:
     cpus = build_plan.cpus_per_job or 1
-    relay = ray.remote(num_cpus=0)(_Relay).remote()
-    by_key = {job.key: job for job in jobs}
     # Retries are the driver's (MAX_RETRIES): Ray's own would rerun a task with the files of its first try.
     task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job, max_retries=0)
-    pending: dict[Any, Job] = {}
+    pending: dict[Any, Job] = {}  # a running task's generator of events -> its job
     started = {job: time.perf_counter() for job in jobs}
     attempts = {job: 0 for job in jobs}
 
@@ -467,47 +468,40 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
         files = ({name: (run / name).read_bytes() for name in PARTIAL_FILES}
                  if all((run / name).is_file() for name in PARTIAL_FILES) else {})
         attempts[job] += 1
-        pending[task.remote(job, files, relay, cpus)] = job
-
-    def relay_events() -> None:
-        for key, kind, details in ray.get(relay.drain.remote()):
-            job = by_key[key]
-            if job not in pending.values():
-                continue  # a late event of a finished job (events are sent without waiting)
-            if kind == "start":  # a job's seconds count from its worker's start, not from its wait in the queue
-                started[job] = time.perf_counter()
-            files = details.pop("files", None)
-            if files:
-                run = run_dir(job.model, job.seed, build_plan.runs)
-                _write_files(run, {n: files[n] for n in PARTIAL_FILES})
-                if build_plan.results is not None:
-                    save_partial(job, build_plan.runs, build_plan.results)
-            report(job, kind, details)
+        pending[task.remote(job, files, cpus)] = job
 
     for job in jobs:
         submit(job)
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        relay_events()
-        for ref in ready:
-            job = pending[ref]
-            seconds = time.perf_counter() - started[job]
-            try:
-                files = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                outcome = Outcome(job, "failed", seconds, error=_failure(exc.cause or exc), attempts=attempts[job])
-            except ray.exceptions.RayError as exc:  # its worker died: run it again from its latest epoch
-                del pending[ref]
-                if attempts[job] <= MAX_RETRIES:
-                    submit(job)
-                    continue
-                outcome = Outcome(job, "failed", seconds, error=f"its worker died {attempts[job]} times "
-                                                                f"({first_line(exc, 120)})", attempts=attempts[job])
-            else:
-                run = run_dir(job.model, job.seed, build_plan.runs)
-                _write_files(run, files)
-                card = read_record(run / "card.json", TrainCard, "")
-                outcome = Outcome(job, "done", seconds, card["results"]["test_accuracy"], attempts=attempts[job])
-            pending.pop(ref, None)
-            report(job, outcome.state, {"error": outcome.error, "seconds": seconds})
-            yield outcome
+        [events], _ = ray.wait(list(pending), num_returns=1)
+        job = pending[events]
+        run = run_dir(job.model, job.seed, build_plan.runs)
+        try:
+            kind, details = ray.get(next(events))
+        except ray.exceptions.RayTaskError as exc:
+            outcome = Outcome(job, "failed", time.perf_counter() - started[job], error=_failure(exc.cause or exc),
+                              attempts=attempts[job])
+        except ray.exceptions.RayError as exc:  # its worker died: run it again from its latest epoch
+            del pending[events]
+            if attempts[job] <= MAX_RETRIES:
+                submit(job)
+                continue
+            outcome = Outcome(job, "failed", time.perf_counter() - started[job], error=f"its worker died "
+                              f"{attempts[job]} times ({first_line(exc, 120)})", attempts=attempts[job])
+        else:
+            if kind != "done":
+                if kind == "start":  # a job's seconds count from its worker's start, not from its wait in the queue
+                    started[job] = time.perf_counter()
+                elif kind == "epoch":
+                    _write_files(run, details.pop("files"))
+                    if build_plan.results is not None:
+                        save_partial(job, build_plan.runs, build_plan.results)
+                report(job, kind, details)
+                continue
+            _write_files(run, details["files"])
+            card = read_record(run / "card.json", TrainCard, "")
+            outcome = Outcome(job, "done", time.perf_counter() - started[job], card["results"]["test_accuracy"],
+                              attempts=attempts[job])
+        pending.pop(events, None)
+        report(job, outcome.state, {"error": outcome.error, "seconds": outcome.seconds})
+        yield outcome

@@ -254,3 +254,14 @@ def test_a_killed_worker_is_retried_and_gives_the_same_result(ray_instance, home
     [reference] = build.build(build.plan(["mlp3"], runs=tmp_path / "local", **quick))
     assert reference.state == "done"
     assert comparable(run_dir("mlp3@1", 0, tmp_path / "ray")) == comparable(run_dir("mlp3@1", 0, tmp_path / "local"))
+
+
+def test_a_failing_ray_job_is_listed_with_its_error_and_the_others_finish(ray_instance, home: Path,  # noqa: ANN001
+                                                                          tmp_path: Path) -> None:
+    bad = run_dir("softmax_sgd@1", 0, tmp_path)
+    bad.mkdir(parents=True)
+    (bad / "state.json").write_text("{garbled")
+    (bad / "checkpoint.keras").write_bytes(b"not a checkpoint")
+    outcomes = build.build(build.plan(["softmax_sgd"], seeds=[0, 1], engine="ray", runs=tmp_path, epochs=1, limit=500))
+    assert [(o.state, o.attempts) for o in outcomes] == [("failed", 1), ("done", 1)], outcomes
+    assert "state.json" in outcomes[0].error and "\n" not in outcomes[0].error, outcomes[0].error
