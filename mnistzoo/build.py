@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class BuildPlan:
     gpus_per_job: float = 0.0
     runs: Path | None = None
     results: Path | None = None
-    skipped: list[Job] = field(default_factory=list)
 
 
 def parse_seeds(text: str) -> list[int]:
