@@ -599,12 +599,16 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
     return ExportResult(card["name"], out_dir, files, record)
 
 
+def calibration_images(ds: data.Dataset, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """int8's training images, drawn with ``seed``: those that calibrate it and those that judge a folded graph."""
+    order = np.random.default_rng(seed).permutation(len(ds.x_train))
+    calibration, check = np.split(order[:CALIBRATION_IMAGES + CHECK_IMAGES], [CALIBRATION_IMAGES])
+    return ds.x_train[np.sort(calibration)], ds.x_train[np.sort(check)]
+
+
 def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
     """Quantize (unless there is nothing to gain), then measure fp32 vs int8 test accuracy, size and throughput."""
-    order = np.random.default_rng(seed).permutation(len(ds.x_train))
-    calibration, check = (ds.x_train[np.sort(part)] for part in np.split(order[:CALIBRATION_IMAGES + CHECK_IMAGES],
-                                                                         [CALIBRATION_IMAGES]))
-    how = quantize_int8(fp32, int8, calibration, check)
+    how = quantize_int8(fp32, int8, *calibration_images(ds, seed))
     if how is None:
         int8.unlink(missing_ok=True)
         return {"file": None, "skipped": "the only matmul is the classifier head, which stays float32; "

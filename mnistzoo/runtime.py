@@ -224,21 +224,29 @@ def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], i
 
 
 def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: str = "cpu",
-         threads: int | None = None, quantized: bool = False, rounds: int = 5,
-         seconds: float = 0.05) -> dict[int, ort.InferenceSession]:
-    """The fastest session of :func:`candidate_settings` for each batch size (median per-call time).
+         threads: int | None = None, quantized: bool = False, rounds: int = 15, seconds: float = 0.02,
+         budget: float = 2.0, margin: float = 0.05) -> dict[int, ort.InferenceSession]:
+    """The fastest session of :func:`candidate_settings` for each batch size.
 
-    Candidates take turns within each round, so a machine whose speed drifts affects them alike.
+    Candidates take turns in up to ``rounds`` short slices (at least 3; more while the batch size's ``budget``
+    seconds last). Each is judged by the median over rounds of its time over the defaults' time in the same round,
+    as this machine's speed drifts between rounds; the defaults (all cores or ``threads``, spinning, every
+    optimisation) stay unless another candidate is faster by more than ``margin``, so noise does not pick one.
     """
-    sessions = [make_session(model, provider, settings=s) for s in candidate_settings(threads, quantized)]
+    candidates = candidate_settings(threads, quantized)
+    base = candidates.index(SessionSettings(threads=max(c.threads for c in candidates)))
+    sessions = [make_session(model, provider, settings=s) for s in candidates]
     fastest = {}
     for batch in batch_sizes:
         feed = {INPUT_NAME: batch_of(images, batch)}
-        times: list[list[float]] = [[] for _ in sessions]
         for session in sessions:
             session.run([OUTPUT_NAME], feed)
-        for _ in range(rounds):
-            for session, samples in zip(sessions, times):
-                samples += time_runs(lambda: session.run([OUTPUT_NAME], feed), 1, 0, seconds)
-        fastest[batch] = sessions[int(np.argmin([np.median(t) for t in times]))]
+        per_round: list[list[float]] = []
+        started = time.perf_counter()
+        while len(per_round) < max(rounds, 3) and (len(per_round) < 3 or time.perf_counter() - started < budget):
+            per_round.append([float(np.median(time_runs(lambda s=s: s.run([OUTPUT_NAME], feed), 1, 0, seconds)))
+                              for s in sessions])
+        ratios = np.median(np.array(per_round) / np.array(per_round)[:, [base]], axis=0)
+        best = int(np.argmin(ratios))
+        fastest[batch] = sessions[best if ratios[best] < 1 - margin else base]
     return fastest

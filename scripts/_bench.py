@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from pathlib import Path
 
 from mnistzoo import _tf  # noqa: F401 - quiet TensorFlow start-up
+from mnistzoo import export as exporter
+from mnistzoo.zoo import get_model
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 
 def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -17,7 +25,41 @@ def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def ceiling_gflops(repeats: int = 3) -> float:
+    """This CPU's float32 ceiling: the faster of TensorFlow's and onnxruntime's large matmul (which one is faster
+    differs between CPUs)."""
+    session, feed = _ort_gemm()
+    ort_best = min(_timed(lambda: session.run(None, feed)) for _ in range(repeats))
+    return max(gemm_gflops(repeats=repeats), 2 * 2048**3 / ort_best / 1e9)
+
+
+@functools.cache
+def _ort_gemm(n: int = 2048) -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
+    """A session of one n x n float32 MatMul (all cores, onnxruntime's defaults) and its feed, warmed up."""
+    from mnistzoo.runtime import make_session
+
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", values[:2], values[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = make_session(model)
+    feed = {name: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for name in "ab"}
+    session.run(None, feed)
+    return session, feed
+
+
 def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+def random_weights(model_id: str, directory: Path) -> tuple[Path, Path]:
+    """``model_id``'s architecture with seeded random weights, as Keras and ONNX files in ``directory`` (converted as
+    the export converts); a stand-in for speed, which does not depend on the weights."""
+    keras.utils.set_random_seed(0)
+    model = get_model(model_id).build()
+    onnx_path, keras_path = directory / f"{model_id}.onnx", directory / f"{model_id}.keras"
+    onnx_path.write_bytes(exporter.convert(model).SerializeToString())
+    model.save(keras_path)
+    return onnx_path, keras_path

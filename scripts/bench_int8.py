@@ -21,8 +21,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from mnistzoo import data
 from mnistzoo import export as exporter
 from mnistzoo._env import cpu_features, environment, int8_features
@@ -32,7 +30,7 @@ from mnistzoo.pretrained import locate
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
-import keras  # noqa: E402
+from _bench import random_weights
 
 BATCH = 256
 GOAL = 1.2
@@ -44,16 +42,12 @@ def float_file(model_id: str, directory: Path) -> tuple[Path, str | None]:
     try:
         return locate(model_id)
     except MnistZooError:
-        keras.utils.set_random_seed(0)
-        path = directory / f"{model_id}.onnx"
-        path.write_bytes(exporter.convert(get_model(model_id).build()).SerializeToString())
-        return path, None
+        return random_weights(model_id, directory)[0], None
 
 
 def measure(model_id: str, ds: data.Dataset, rounds: int, directory: Path) -> dict:
     fp32, trained = float_file(model_id, directory)
-    order = np.random.default_rng(0).permutation(len(ds.x_train))
-    calibration, check = ds.x_train[np.sort(order[:1000])], ds.x_train[np.sort(order[1000:3000])]
+    calibration, check = exporter.calibration_images(ds)
     before, after = directory / f"{model_id}.before.onnx", directory / f"{model_id}.after.onnx"
     exporter.quantize_int8(fp32, before, calibration, check, float_first_conv=False)
     exporter.quantize_int8(fp32, after, calibration, check)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
 def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_file: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from mnistzoo.runtime import candidate_settings, make_session, predict_onnx, tune
+    from mnistzoo.runtime import SessionSettings, candidate_settings, make_session, predict_onnx, tune
 
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28)).astype(np.float32)
     candidates = candidate_settings(quantized=True)
@@ -63,6 +64,8 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
     chosen = tune(onnx_file, x, [1, 16], threads=1, rounds=2, seconds=0.01)
     assert set(chosen) == {1, 16}
     assert all(s.get_session_options().intra_op_num_threads == 1 for s in chosen.values())  # --threads fixes it
+    kept = tune(onnx_file, x, [1], seconds=0.001, margin=1.0)  # none can be 100 % faster: the defaults stay
+    assert kept[1].mnistzoo_settings == SessionSettings(threads=os.cpu_count())
     proc = run_cli("eval", str(onnx_file), *FAST, "--no-tune", "--threads", "1", "--json", str(tmp_path / "e.json"))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "e.json").read_text())["latency"]
