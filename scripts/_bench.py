@@ -25,12 +25,12 @@ def gemm_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def ceiling_gflops(repeats: int = 3) -> float:
-    """This CPU's float32 ceiling: the faster of TensorFlow's and onnxruntime's large matmul (which one is faster
+def ceiling_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """This CPU's float32 ceiling: the faster of TensorFlow's and onnxruntime's n x n matmul (which one is faster
     differs between CPUs)."""
-    session, feed = _ort_gemm()
+    session, feed = _ort_gemm(n)
     ort_best = min(_timed(lambda: session.run(None, feed)) for _ in range(repeats))
-    return max(gemm_gflops(repeats=repeats), 2 * 2048**3 / ort_best / 1e9)
+    return max(gemm_gflops(n, repeats), 2 * n**3 / ort_best / 1e9)
 
 
 @functools.cache
