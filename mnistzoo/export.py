@@ -36,6 +36,7 @@ from .contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
 from .errors import MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
+from .reference import reference_max_diff
 from .keras_runtime import predict_keras
 from .runtime import CARD_KEY, SessionSettings, make_session, onnx_latency, parse_card, predict_onnx, tune
 from .runs import DEFAULT_SEED, run_dir, runs_dir, seeds_of
@@ -469,20 +470,6 @@ def _tidy(path: Path) -> None:
     for opset in [o for o in proto.opset_import if o.domain not in used]:
         proto.opset_import.remove(opset)
     _save(proto, path)
-
-
-def reference_max_diff(path: Path, images: np.ndarray) -> float:
-    """Largest |onnxruntime - ONNX reference implementation| probability difference on ``images``.
-
-    ``onnx.reference.ReferenceEvaluator`` computes what the specification says (int8 arithmetic included);
-    an int8 file whose onnxruntime result strays from it (saturating kernels) would mean another thing
-    on another CPU.
-    """
-    from onnx.reference import ReferenceEvaluator
-
-    feed = {INPUT_NAME: images.astype(np.float32)}
-    expected = ReferenceEvaluator(str(path)).run([OUTPUT_NAME], feed)[0]
-    return float(np.abs(predict_onnx(make_session(path), images) - expected).max())
 
 
 def read_card(proto: onnx.ModelProto, origin: str = "the ONNX file") -> dict | None:

@@ -2,6 +2,8 @@
 first convolution, on this CPU.
 
     python scripts/bench_int8.py [--models cnn2_k3,...] [--rounds 5] [--load TEXT] [--out benchmarks/int8.md]
+    python scripts/bench_int8.py --prepare DIR [--models ...]      # the files only (needs TensorFlow)
+    python scripts/bench_int8.py --prepared DIR [--rounds 5] ...   # time those files (onnxruntime and onnx only)
 
 For each model (default: every CNN) the float32 file is its trained seed-0 export where one is at hand (zoo
 home, starter pack), else the architecture with seeded random weights (speed does not depend on the weights;
@@ -11,48 +13,65 @@ layer. Each file is timed at batch 256 with its fastest onnxruntime settings (``
 as before, without the quantization-move switch), the three taking turns within each round; the table
 gives the median over rounds of int8 throughput over float32. Every int8 file is also checked against
 ``onnx.reference.ReferenceEvaluator`` on 16 test images.
+
+Making the files needs TensorFlow; timing them does not. ``--prepare`` writes them (and ``prepared.json``)
+into a folder, and ``--prepared`` times them on a machine with only onnxruntime and onnx, such as one whose
+CPU has int8 dot-product instructions (VNNI) that this one lacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mnistzoo import data
-from mnistzoo import export as exporter
 from mnistzoo._env import cpu_features, environment, int8_features
-from mnistzoo.runtime import onnx_latency, predict_onnx, make_session, tune
 from mnistzoo.errors import MnistZooError
 from mnistzoo.pretrained import locate
+from mnistzoo.reference import reference_max_diff
+from mnistzoo.runtime import make_session, onnx_latency, predict_onnx, tune
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
-from _bench import random_weights
-
 BATCH = 256
 GOAL = 1.2
+VARIANTS = ("fp32", "before", "after")  # "after" is the only one timed with the quantization-move switch
+MANIFEST = "prepared.json"
 
 
-def float_file(model_id: str, directory: Path) -> tuple[Path, str | None]:
-    """The trained seed-0 file where one is at hand (zoo home, starter pack), else a seeded random-weight
-    conversion; where the trained one was found (None: random)."""
-    try:
-        return locate(model_id)
-    except MnistZooError:
-        return random_weights(model_id, directory)[0], None
+def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
+    """Write each model's float32 file (trained where at hand, else seeded random weights) and its two int8
+    files into ``directory``, with ``prepared.json``: where each float32 file came from, and this machine."""
+    from mnistzoo import export as exporter
 
+    from _bench import random_weights
 
-def measure(model_id: str, ds: data.Dataset, rounds: int, directory: Path) -> dict:
-    fp32, trained = float_file(model_id, directory)
     calibration, check = exporter.calibration_images(ds)
-    before, after = directory / f"{model_id}.before.onnx", directory / f"{model_id}.after.onnx"
-    exporter.quantize_int8(fp32, before, calibration, check, float_first_conv=False)
-    exporter.quantize_int8(fp32, after, calibration, check)
-    files = {"fp32": (fp32, False), "before": (before, False), "after": (after, True)}
-    sessions = {name: tune(path, ds.x_test, [BATCH], quantized=moves)[BATCH] for name, (path, moves) in files.items()}
+    origins = {}
+    for model_id in model_ids:
+        fp32 = directory / f"{model_id}.fp32.onnx"
+        try:
+            found, origins[model_id] = locate(model_id)
+        except MnistZooError:
+            with tempfile.TemporaryDirectory() as tmp:
+                found, origins[model_id] = random_weights(model_id, Path(tmp))[0], None
+                fp32.write_bytes(found.read_bytes())
+        else:
+            fp32.write_bytes(found.read_bytes())
+        exporter.quantize_int8(fp32, directory / f"{model_id}.before.onnx", calibration, check, float_first_conv=False)
+        exporter.quantize_int8(fp32, directory / f"{model_id}.after.onnx", calibration, check)
+    (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
+
+
+def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, directory: Path,
+            threads: int | None = None) -> dict:
+    files = {name: directory / f"{model_id}.{name}.onnx" for name in VARIANTS}
+    sessions = {name: tune(path, ds.x_test, [BATCH], threads=threads, quantized=name == "after")[BATCH] for name, path in files.items()}
     ips: dict[str, list[float]] = {name: [] for name in files}
     for _ in range(rounds):
         for name, sess in sessions.items():
@@ -60,24 +79,28 @@ def measure(model_id: str, ds: data.Dataset, rounds: int, directory: Path) -> di
     ratio = {name: statistics.median(a / f for a, f in zip(ips[name], ips["fp32"])) for name in ("before", "after")}
     row = {"model": model_id, "trained": trained, "macs": model_stats(get_model(model_id)).macs, **ratio,
            "fp32_ips": statistics.median(ips["fp32"]),
-           "reference": max(exporter.reference_max_diff(path, ds.x_test[:16]) for path in (before, after))}
+           "reference": max(reference_max_diff(files[name], ds.x_test[:16]) for name in ("before", "after"))}
     if trained:
         acc = {name: float((predict_onnx(make_session(path), ds.x_test).argmax(1) == ds.y_test).mean())
-               for name, (path, _) in files.items()}
+               for name, path in files.items()}
         row |= {"fp32_acc": acc["fp32"], "before_drop": acc["before"] - acc["fp32"],
                 "after_drop": acc["after"] - acc["fp32"]}
     return row
 
 
-def render(rows: list[dict], args: argparse.Namespace) -> str:
+def render(rows: list[dict], args: argparse.Namespace, made_on: dict | None) -> str:
     env = environment()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = (f"scripts/bench_int8.py --rounds {args.rounds}" + (f" --threads {args.threads}" if args.threads else "")
+               + (" --prepared DIR" if made_on else ""))
+    made = (f" The files were made with `--prepare DIR` on {made_on['cpu']} (TensorFlow {made_on['tensorflow']}, "
+            f"onnxruntime {made_on['onnxruntime']}) and timed here." if made_on else "")
     lines = [
         "# int8 against float32 at batch 256, before and after the float32 first convolution", "",
-        f"Measured {when} by `scripts/bench_int8.py --rounds {args.rounds}` on {env['cpu']} ({env['cores']} cores; "
+        f"Measured {when} by `{command}` on {env['cpu']} ({env['cores']} cores; "
         f"vector features: {', '.join(env['cpu_features']) or 'none listed'}; int8 dot-product instructions: "
         f"{', '.join(int8_features(cpu_features())) or 'none (no VNNI, no AMX)'}), onnxruntime {env['onnxruntime']}. "
-        f"Load: {args.load}", "",
+        f"Load: {args.load}{made}", "",
         "Each file at its fastest onnxruntime settings; ratios are int8 images/s over float32 images/s within a "
         "round, median over rounds. Accuracy (10,000 test images) only for a trained run; otherwise the weights "
         "are seeded random, which does not change the speed. `reference`: the largest |onnxruntime - "
@@ -100,13 +123,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(list_models(study="cnn")))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="onnxruntime's threads at most (default: every core).")
     parser.add_argument("--load", default="nothing else running.", help="What else ran on the machine.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/int8.md"))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--prepare", type=Path, metavar="DIR", help="Only write the files into DIR.")
+    where.add_argument("--prepared", type=Path, metavar="DIR", help="Time the files --prepare wrote into DIR.")
     args = parser.parse_args()
     ds = data.load("mnist")
+    if args.prepare:
+        args.prepare.mkdir(parents=True, exist_ok=True)
+        prepare(args.models.split(","), ds, args.prepare)
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(m, ds, args.rounds, Path(tmp)) for m in args.models.split(",")]
-    text = render(rows, args)
+        directory = args.prepared or Path(tmp)
+        if not args.prepared:
+            prepare(args.models.split(","), ds, directory)
+        manifest = json.loads((directory / MANIFEST).read_text())
+        rows = []
+        for model_id in args.models.split(","):
+            rows.append(measure(model_id, manifest["origins"][model_id], ds, args.rounds, directory, args.threads))
+            print(f"{model_id}: int8 {rows[-1]['after']:.2f}x float32", file=sys.stderr, flush=True)
+    text = render(rows, args, manifest["made_on"] if args.prepared else None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

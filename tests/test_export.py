@@ -233,8 +233,9 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     on any x86 CPU, at an opset that implementation runs, with no stale shapes or unused domain imports."""
     import onnx
 
-    from mnistzoo.export import INT8_OPSET, check_static_shapes, convert, quantize_int8, reference_max_diff
+    from mnistzoo.export import INT8_OPSET, check_static_shapes, convert, quantize_int8
     from mnistzoo.keras_runtime import predict_keras
+    from mnistzoo.reference import reference_max_diff
     from mnistzoo.runtime import make_session, predict_onnx
     from mnistzoo.zoo import get_model
 
