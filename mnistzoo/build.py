@@ -3,8 +3,9 @@ and evaluates, run one after another in this process (``engine="local"``) or as 
 
 Jobs write into the runs directory (``<runs>/<id>@<v>/seed<k>/``, see :mod:`mnistzoo.runs`). A job
 whose run is finished, exported and evaluated is skipped; an unfinished one resumes from its last
-complete epoch. One failed job never stops the others. On Ray each job is a generator task in a fresh
-worker process (``max_calls=1``) with TensorFlow's thread pools set to the job's CPUs; it works in a
+complete epoch. One failed job never stops the others. On Ray each job is a generator task; a worker
+process runs one job after another, as the local engine does (Ray's default; one job per worker where the
+job takes GPUs, so their memory is freed), with TensorFlow's thread pools set to the job's CPUs; it works in a
 temporary directory on its node and streams its events to the driver: its resumable state after
 every epoch (a retried or rerun job resumes from it) and its files when done; the driver writes
 them into its own runs directory, so no shared filesystem is needed. With ``results``, each finished run's records are copied to
@@ -310,11 +311,15 @@ def _failure(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, MnistZooError) else first_line(exc)
 
 
+def thread_variables(threads: int) -> dict[str, str]:
+    """The environment that sizes TensorFlow's (and oneDNN's) thread pools to ``threads``."""
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+
+
 def set_threads(threads: int) -> None:
     """TensorFlow's (and oneDNN's) thread pools for a job given ``threads`` CPUs, as TensorFlow would size them on
     a machine of that many cores; before TensorFlow starts. (A single inter-op thread stalled whole epochs.)"""
-    os.environ.update(OMP_NUM_THREADS=str(threads), TF_NUM_INTRAOP_THREADS=str(threads),
-                      TF_NUM_INTEROP_THREADS=str(threads))
+    os.environ.update(thread_variables(threads))
     from . import _tf  # noqa: F401 - TensorFlow started quietly, after the variables above
 
     import tensorflow as tf
@@ -455,8 +460,11 @@ def _run_ray(jobs: list[Job], build_plan: BuildPlan, report: Event) -> Iterable[
 
 def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -> Iterable[Outcome]:
     cpus = build_plan.cpus_per_job or 1
-    # Retries are the driver's (MAX_RETRIES): Ray's own would rerun a task with the files of its first try.
-    task = ray.remote(max_calls=1)(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job, max_retries=0)
+    # Retries are the driver's (MAX_RETRIES): Ray's own would rerun a task with the files of its first try. Ray reuses
+    # a worker only for tasks of the same runtime environment: a worker whose TensorFlow started with other pools
+    # (an earlier build of this driver) never runs these jobs.
+    task = ray.remote(_ray_job).options(num_cpus=cpus, num_gpus=build_plan.gpus_per_job, max_retries=0,
+                                        runtime_env={"env_vars": thread_variables(cpus)})
     pending: dict[Any, Job] = {}  # a running task's generator of events -> its job
     started = {job: time.perf_counter() for job in jobs}
     attempts = {job: 0 for job in jobs}

@@ -10,7 +10,7 @@
    with one worker per core (``--cpus-per-job 1``). The engines take turns within each round (the
    machine's speed drifts), so each ratio is formed within a round; the table gives the median.
    Ray's overhead per job is (Ray 1 worker - local) / jobs, over local's time per job: it counts
-   starting Ray, a fresh worker process and TensorFlow import per job, and moving the files. To
+   starting Ray and its workers, their TensorFlow import, and moving the files. To
    show where it goes, each engine's training seconds per epoch (``history.json``) and each job's
    seconds outside training are reported as well.
 2. On paper: the whole zoo x 5 seeds from the measured per-model costs (``results/<id>/seed*/card.json``:
@@ -164,7 +164,8 @@ def _on_paper(export_eval: float) -> list[str]:
         span = makespan(jobs, k)
         bound = "the longest job" if span <= per_model[longest] * 1.001 else "total work / k"
         lines.append(f"| {k} | {span / 3600:.1f} h | {bound} |")
-    lines += ["", "One GPU: not measured (no GPU has been lent to this project's sessions).", ""]
+    lines += ["", "One GPU: not measured. The one GPU machine lent to a session (an H100) had no TensorFlow, "
+              "and could not fetch it (no network; 64 MiB carried per call).", ""]
     return lines
 
 

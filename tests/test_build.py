@@ -208,9 +208,17 @@ def ray_instance(mnist_home: Path):  # noqa: ANN201 - yields the ray module
 def test_ray_build_gives_exactly_the_local_cards_and_histories(ray_instance, local_runs: Path, home: Path,  # noqa: ANN001
                                                                tmp_path: Path) -> None:
     events: list[tuple[str, str]] = []
+    workers: set[int] = set()
+
+    def on_event(job: build.Job, kind: str, details: dict) -> None:
+        events.append((job.key, kind))
+        if kind == "start":
+            workers.add(details["pid"])
+
     outcomes = build.build(build.plan(MODELS, seeds=SEEDS, engine="ray", runs=tmp_path, results=tmp_path / "results",
-                                      **QUICK), lambda job, kind, details: events.append((job.key, kind)))
+                                      **QUICK), on_event)
     assert [o.state for o in outcomes] == ["done"] * 4, [o.error for o in outcomes]
+    assert len(workers) < 4, workers  # a worker runs job after job, importing TensorFlow once
     for model in MODELS:
         for seed in SEEDS:
             ours = run_dir(f"{model}@1", seed, tmp_path)
