@@ -57,12 +57,11 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
         fp32 = directory / f"{model_id}.fp32.onnx"
         try:
             found, origins[model_id] = locate(model_id)
+            fp32.write_bytes(found.read_bytes())
         except MnistZooError:
             with tempfile.TemporaryDirectory() as tmp:
-                found, origins[model_id] = random_weights(model_id, Path(tmp))[0], None
-                fp32.write_bytes(found.read_bytes())
-        else:
-            fp32.write_bytes(found.read_bytes())
+                fp32.write_bytes(random_weights(model_id, Path(tmp))[0].read_bytes())
+            origins[model_id] = None
         exporter.quantize_int8(fp32, directory / f"{model_id}.before.onnx", calibration, check, float_first_conv=False)
         exporter.quantize_int8(fp32, directory / f"{model_id}.after.onnx", calibration, check)
     (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
@@ -71,7 +70,8 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
 def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, directory: Path,
             threads: int | None = None) -> dict:
     files = {name: directory / f"{model_id}.{name}.onnx" for name in VARIANTS}
-    sessions = {name: tune(path, ds.x_test, [BATCH], threads=threads, quantized=name == "after")[BATCH] for name, path in files.items()}
+    sessions = {name: tune(path, ds.x_test, [BATCH], threads=threads, quantized=name == "after")[BATCH]
+                for name, path in files.items()}
     ips: dict[str, list[float]] = {name: [] for name in files}
     for _ in range(rounds):
         for name, sess in sessions.items():
