@@ -4,12 +4,12 @@ and evaluates, run one after another in this process (``engine="local"``) or as 
 Jobs write into the runs directory (``<runs>/<id>@<v>/seed<k>/``, see :mod:`mnistzoo.runs`). A job
 whose run is finished, exported and evaluated is skipped; an unfinished one resumes from its last
 complete epoch. One failed job never stops the others. On Ray each job is a generator task; a worker
-process runs one job after another, as the local engine does (Ray's default; one job per worker where the
-job takes GPUs, so their memory is freed), with TensorFlow's thread pools set to the job's CPUs; it works in a
-temporary directory on its node and streams its events to the driver: its resumable state after
-every epoch (a retried or rerun job resumes from it) and its files when done; the driver writes
-them into its own runs directory, so no shared filesystem is needed. With ``results``, each finished run's records are copied to
-``<results>/<id>/seed<k>/`` with a ``summary.json`` over seeds, and each unfinished run's
+process runs one job after another, as the local engine does (Ray's default; one job per worker where
+the job takes GPUs, so their memory is freed), with TensorFlow's thread pools set to the job's CPUs; it
+works in a temporary directory on its node and streams its events to the driver: its resumable state
+after every epoch (a retried or rerun job resumes from it) and its files when done; the driver writes
+them into its own runs directory, so no shared filesystem is needed. With ``results``, each finished
+run's records are copied to ``<results>/<id>/seed<k>/`` with a ``summary.json`` over seeds, and each unfinished run's
 resumable state to ``<results>/<id>/seed<k>/partial/`` after every epoch (commit it to carry a
 long build across machines; a build restores from it).
 
