@@ -210,6 +210,17 @@ def _settings_of(sess: ort.InferenceSession) -> dict:
     return asdict(sess.mnistzoo_settings)
 
 
+# onnxruntime's idle pool threads spin after a run: measured on the 2-core EPYC, a 2-thread session kept one core
+# busy for 60 ms after its last call. Timing another session before they park times it on fewer cores.
+SPIN_SETTLE_S = 0.1
+
+
+def settle(after: ort.InferenceSession | None = None) -> None:
+    """Wait until the spinning pool threads of a session that just ran are parked (no wait if ``after`` has none)."""
+    if after is None or (after.mnistzoo_settings.spinning and after.mnistzoo_settings.threads > 1):
+        time.sleep(SPIN_SETTLE_S)
+
+
 def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], images: np.ndarray,
                  batch_sizes: list[int], *, runs: int = 200, warmup: int = 20, seconds: float | None = None,
                  tuned: bool = False) -> list[Latency]:
@@ -218,6 +229,7 @@ def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], i
     for batch in batch_sizes:
         session = sess[batch] if isinstance(sess, dict) else sess
         feed = {INPUT_NAME: batch_of(images, batch)}
+        settle()
         rows.append(percentiles(time_runs(lambda: session.run([OUTPUT_NAME], feed), runs, warmup, seconds),
                                 batch, session.get_providers()[0], **_settings_of(session), tuned=tuned))
     return rows
@@ -232,6 +244,8 @@ def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: st
     seconds last). Each is judged by the median over rounds of its time over the defaults' time in the same round,
     as this machine's speed drifts between rounds; the defaults (all cores or ``threads``, spinning, every
     optimisation) stay unless another candidate is faster by more than ``margin``, so noise does not pick one.
+    A slice starts once the previous candidate's spinning threads have parked (:func:`settle`) and times at least
+    3 calls after one untimed call (the first finds cold caches and a sleeping pool).
     """
     candidates = candidate_settings(threads, quantized)
     base = candidates.index(SessionSettings(threads=max(c.threads for c in candidates)))
@@ -244,9 +258,17 @@ def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: st
         per_round: list[list[float]] = []
         started = time.perf_counter()
         while len(per_round) < max(rounds, 3) and (len(per_round) < 3 or time.perf_counter() - started < budget):
-            per_round.append([float(np.median(time_runs(lambda s=s: s.run([OUTPUT_NAME], feed), 1, 0, seconds)))
-                              for s in sessions])
+            per_round.append([_slice(lambda s=s: s.run([OUTPUT_NAME], feed), seconds, settle_first=before)
+                              for before, s in zip([sessions[-1], *sessions], sessions)])
         ratios = np.median(np.array(per_round) / np.array(per_round)[:, [base]], axis=0)
         best = int(np.argmin(ratios))
         fastest[batch] = sessions[best if ratios[best] < 1 - margin else base]
     return fastest
+
+
+def _slice(fn: Callable[[], object], seconds: float, settle_first: ort.InferenceSession) -> float:
+    """The median time of ``fn`` over ``seconds`` or 3 calls, whichever is more, after one untimed call, once the
+    session ``settle_first`` that ran before has parked its threads."""
+    settle(settle_first)
+    times = time_runs(fn, 1, 1, seconds)
+    return float(np.median(times + time_runs(fn, 3 - len(times), 0, None) if len(times) < 3 else times))

@@ -73,6 +73,31 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
         [(False, 1, "all", True)] * 2
 
 
+def test_timing_waits_for_a_spinning_pool_to_park(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import numpy as np
+
+    from mnistzoo import runtime
+
+    feed = {"image": np.zeros((256, 28, 28), np.float32)}
+    spinning = runtime.make_session(onnx_file, threads=2)
+    lone = runtime.make_session(onnx_file, settings=runtime.SessionSettings(threads=1))
+    spinning.run(None, feed)
+    runtime.settle(spinning)  # its idle thread has parked: the process is quiet, another session gets both cores
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(0.05)
+    assert time.process_time() - cpu < 0.5 * (time.perf_counter() - wall)
+    slept: list[float] = []
+    monkeypatch.setattr(runtime.time, "sleep", slept.append)
+    runtime.settle(lone)  # one thread: no pool to wait for
+    runtime.settle(runtime.make_session(onnx_file, threads=2, settings=runtime.SessionSettings(spinning=False)))
+    assert slept == []
+    runtime.settle(spinning)
+    runtime.settle()
+    assert slept == [runtime.SPIN_SETTLE_S] * 2
+
+
 def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_path: Path) -> None:
     from mnistzoo.evaluate import evaluate
     from mnistzoo.export import export
