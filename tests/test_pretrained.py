@@ -90,6 +90,17 @@ def test_starter_pack_files_match_their_manifest_and_fit_in_5_mb() -> None:
 
 
 @pytest.mark.parametrize("model_id", STARTER_IDS)
+def test_starter_files_infer_every_shape_with_a_symbolic_batch(model_id: str) -> None:
+    import onnx
+
+    from mnistzoo.export import check_static_shapes
+
+    proto = onnx.load(pretrained.STARTER / model_id / "v1" / "model.onnx")
+    check_static_shapes(proto)  # a runtime that propagates shapes statically loads it with any batch
+    assert not proto.graph.value_info and "Shape" not in {n.op_type for n in proto.graph.node}
+
+
+@pytest.mark.parametrize("model_id", STARTER_IDS)
 def test_starter_model_loads_offline_and_scores_its_card(model_id: str, datasets_home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     classifier = load_pretrained(model_id)  # this test's zoo home is empty and no hub is set
