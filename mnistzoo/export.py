@@ -173,20 +173,20 @@ def static_reshapes(proto: onnx.ModelProto) -> int:
     """
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     shapes = {v.name: v.type.tensor_type.shape for v in (*inferred.graph.value_info, *inferred.graph.output)}
-    constants = {i.name: i for i in proto.graph.initializer}
+    constants = {i.name for i in proto.graph.initializer}
     readers = _consumers(proto.graph)
     changed = 0
     for node in proto.graph.node:
         if node.op_type != "Reshape" or node.output[0] not in shapes:
             continue
         rest = [d.dim_value if d.HasField("dim_value") else None for d in shapes[node.output[0]].dim[1:]]
-        given = constants.get(node.input[1])
-        if None in rest or (given is not None and len(readers[node.input[1]]) > 1):
+        given = node.input[1] in constants
+        if None in rest or (given and len(readers[node.input[1]]) > 1):
             continue
         target = f"{node.name}/static_shape"
         proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, *rest], np.int64), target))
         node.input[1] = target
-        changed += given is None
+        changed += not given
     _prune(proto.graph)
     return changed
 

@@ -271,4 +271,6 @@ def _slice(fn: Callable[[], object], seconds: float, settle_first: ort.Inference
     session ``settle_first`` that ran before has parked its threads."""
     settle(settle_first)
     times = time_runs(fn, 1, 1, seconds)
-    return float(np.median(times + time_runs(fn, 3 - len(times), 0, None) if len(times) < 3 else times))
+    if len(times) < 3:
+        times += time_runs(fn, 3 - len(times), 0, None)
+    return float(np.median(times))
