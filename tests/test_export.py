@@ -226,6 +226,37 @@ def test_corrupt_checkpoint_and_unwritable_out(runs: Path, tmp_path: Path) -> No
     assert_one_line_error(proc, 2, "is a file, not a directory")
 
 
+def test_fold_rescale_leaves_other_graphs_alone() -> None:
+    """Only image -> Mul -> [Add 0] -> Reshape -> Conv/MatMul is folded: an offset or a second reader of the scaled
+    input keeps the graph as it was."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mnistzoo.export import fold_rescale
+
+    def graph(offset: float, extra_reader: bool) -> onnx.ModelProto:
+        nodes = [helper.make_node("Mul", ["image", "c"], ["m"]), helper.make_node("Add", ["m", "o"], ["a"]),
+                 helper.make_node("Reshape", ["a", "s"], ["r"]), helper.make_node("MatMul", ["r", "w"], ["y"])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])]
+        if extra_reader:
+            nodes.append(helper.make_node("Relu", ["a"], ["z"]))
+            outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 28, 28]))
+        inits = [onnx.numpy_helper.from_array(v, n) for n, v in (
+            ("c", np.array(1 / 255, np.float32)), ("o", np.array(offset, np.float32)),
+            ("s", np.array([-1, 784], np.int64)), ("w", np.ones((784, 10), np.float32)))]
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 28, 28])], outputs, inits))
+
+    folded = graph(0.0, False)
+    assert fold_rescale(folded) and [n.op_type for n in folded.graph.node] == ["Reshape", "MatMul"]
+    w = next(onnx.numpy_helper.to_array(i) for i in folded.graph.initializer if i.name == "w")
+    np.testing.assert_allclose(w, 1 / 255)
+    for offset, extra in ((0.5, False), (0.0, True)):
+        model = graph(offset, extra)
+        before = model.SerializeToString()
+        assert not fold_rescale(model) and model.SerializeToString() == before
+
+
 @pytest.mark.parametrize("model_id", __import__("mnistzoo.zoo", fromlist=["x"]).list_models())
 def test_every_architecture_exports_portable_float_and_int8_files(model_id: str, tmp_path: Path) -> None:
     """float32: no runtime-computed Reshape target (tf2onnx's Flatten chain), shapes infer statically with a
@@ -246,6 +277,9 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     proto = convert(model)
     check_static_shapes(proto)
     assert "Shape" not in {n.op_type for n in proto.graph.node}
+    first = proto.graph.node[0]  # the 1/255 rescale sits in the first layer's weights: no pass over the input
+    assert (first.op_type, first.input[0]) == ("Reshape", "image") and "Mul" not in [n.op_type for n in
+                                                                                      proto.graph.node[:2]]
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.float32)
     for batch in (x[:1], x):  # any batch size runs and agrees with Keras
         np.testing.assert_allclose(predict_onnx(make_session(proto), batch), predict_keras(model, batch), atol=1e-5)
