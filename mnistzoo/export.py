@@ -368,6 +368,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
         graph.node.remove(mul)
         graph.node.remove(add)
         folded += 1
+    _prune(graph)
     return folded
 
 

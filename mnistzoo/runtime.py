@@ -94,6 +94,7 @@ def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors raise; its warnings (unused initializers of a quantized file) are noise
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     try:

@@ -76,6 +76,21 @@ def weight_reader(path: Path) -> tuple[bytes, dict[str, np.ndarray], int]:
     return model.SerializeToString(), feed, sum(w.nbytes for w in weights)
 
 
+def with_rescale_node(path: Path) -> bytes:
+    """``path`` as exported before the rescale was folded: a ``Mul`` by 1/255 on the input, the first layer's
+    weights times 255 (the same function, one rounding apart; the graph the earlier exports timed)."""
+    model = onnx.load(path)
+    graph = model.graph
+    reshape = graph.node[0]
+    layer = next(n for n in graph.node if reshape.output[0] in n.input)
+    weight = next(i for i in graph.initializer if i.name == layer.input[1])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(255), weight.name))
+    graph.initializer.append(numpy_helper.from_array(np.array(1 / 255, np.float32), "rescale"))
+    graph.node.insert(0, helper.make_node("Mul", [reshape.input[0], "rescale"], ["rescaled"]))
+    reshape.input[0] = "rescaled"
+    return model.SerializeToString()
+
+
 def model_files(model_id: str, ds: data.Dataset, directory: Path) -> dict:
     """The trained seed-0 run's files in the zoo home, else seeded random weights converted and quantized here."""
     try:
@@ -98,17 +113,18 @@ def _dataset(name: str) -> data.Dataset:
 
 
 def _rounds(files: dict, images: np.ndarray, rounds: int, runs: int) -> tuple[dict[str, list[float]], dict]:
-    """Per round: ORT b1 p50 and b256 images/s before and after tuning, Keras b1 p50, int8 b256 images/s, GEMM
+    """Per round: ORT b1 p50 and b256 images/s before and after tuning (and b1 with the rescale unfolded), Keras b1 p50, int8 b256 images/s, GEMM
     GFLOP/s and the weight-read ms; and the tuned settings per batch size."""
     default = make_session(files["onnx"])
     tuned = tune(files["onnx"], images, [1, 256])
+    unfolded = make_session(with_rescale_node(files["onnx"]), settings=tuned[1].mnistzoo_settings)
     int8 = tune(files["int8"], images, [256], quantized=True)[256] if files["int8"] else None
     graph, feed, _ = weight_reader(files["onnx"])
     readers = [make_session(graph, settings=SessionSettings(threads=n)) for n in (1, None)]
     model = keras.models.load_model(files["keras"])
     s: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
-        for name, sess in (("before", default), ("after", tuned[1])):
+        for name, sess in (("before", default), ("after", tuned[1]), ("unfolded", unfolded)):
             s[f"b1_{name}"].append(onnx_latency(sess, images, [1], runs=runs)[0].p50_ms)
         settle()  # every timing starts once the last session's spinning threads have parked
         s["keras_b1"].append(keras_latency(model, images, [1], runs=runs, with_predict=False)[0].p50_ms)
@@ -154,6 +170,7 @@ def measure(model_id: str, rounds: int, runs: int, directory: Path) -> dict:
         row[f"b1_{when}_ms"] = statistics.median(s[f"b1_{when}"])
         row[f"b1_{when}_share"] = _spread([gflop / (t / 1e3) / c for t, c in zip(s[f"b1_{when}"], ceiling)])
         row[f"b256_{when}_share"] = _spread([gflop * i / c for i, c in zip(s[f"b256_{when}"], ceiling)])
+    row["fold_gain"] = statistics.median(u / t for u, t in zip(s["b1_unfolded"], s["b1_after"]))
     row["read_ratio"] = statistics.median(t / r for t, r in zip(s["b1_after"], s["read"]))
     row["bound_share"] = statistics.median(gflop / (r / 1e3 + conv_gflop / c) / c for r, c in zip(s["read"], ceiling))
     row["speedup"] = statistics.median(k / t for k, t in zip(s["keras_b1"], s["b1_after"]))
@@ -208,7 +225,9 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         f"Each model is timed in {args.rounds} rounds. A round runs, back to back: ORT at batch 1 ({args.timed_runs} "
         "runs after 20 warm-up runs, p50) with onnxruntime's default settings (all cores, spinning, every "
         "optimisation: **before**) and with the settings `runtime.tune` picks for that batch size, as `mnistzoo "
-        "eval` and the export now run (**after**); Keras under `tf.function` at batch 1; ORT at batch 256 before "
+        "eval` and the export now run (**after**), and with those settings the same file with its 1/255 rescale "
+        "as a node of its own, as exports made it before it was folded into the first layer (**unfolded / "
+        "after**: above 1.00x the fold pays); Keras under `tf.function` at batch 1; ORT at batch 256 before "
         f"and after and the int8 file at batch 256 ({B256_SECONDS} s each, images/s); a 2048x2048 float32 matmul in "
         "TensorFlow and in onnxruntime; and a graph that only reads the model's float32 weights once "
         "(one 1-row MatMul per weight tensor, the faster of one thread and all cores: the batch-1 floor of a "
@@ -232,10 +251,11 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         f"{LARGE_MLP_MACS / 1e6:.0f} M MACs at batch 256 >= {GOALS['mlp_share']:.0%} of the ceiling; int8 MLPs "
         f">= {GOALS['int8_ratio']}x float32 at batch 256 with <= {100 * GOALS['int8_drop']:.1f} pp accuracy loss.",
         "",
-        "| model | weights | MACs | weights MB | accuracy | parity | b1 ms before | b1 ms after | b1 settings | "
+        "| model | weights | MACs | weights MB | accuracy | parity | b1 ms before | b1 ms after | unfolded / after | "
+        "b1 settings | "
         "b1 share before | b1 share after | weight read ms | after / read | floor share | Keras b1 ms | vs Keras | "
         "b256 share before | b256 share after | b256 settings | int8 speed | int8 acc loss (pp) | goals |",
-        "|---|---|---:|---:|---:|:-:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+        "|---|---|---:|---:|---:|:-:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         accuracy = "—" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         int8 = f"{r['int8_ratio']:.2f}x" if "int8_ratio" in r else "—"
@@ -243,7 +263,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['id']} | {'trained' if r['trained'] else 'random'} | {r['macs']:,} | {r['weight_mb']:.2f} | "
             f"{accuracy} | {'pass' if r['parity'] else 'FAIL'} | {r['b1_before_ms']:.3f} | {r['b1_after_ms']:.3f} | "
-            f"{_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | {_share(r['b1_after_share'])} | "
+            f"{r['fold_gain']:.2f}x | {_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | {_share(r['b1_after_share'])} | "
             f"{r['read_ms']:.3f} | {r['read_ratio']:.2f}x | {r['bound_share']:.0%} | {r['keras_b1_ms']:.3f} | {r['speedup']:.1f}x | "
             f"{_share(r['b256_before_share'])} | {_share(r['b256_after_share'])} | {_settings(r['settings'][256])} | "
             f"{int8} | {drop} | {'; '.join(goals(r))} |")
