@@ -76,12 +76,15 @@ def weight_reader(path: Path) -> tuple[bytes, dict[str, np.ndarray], int]:
     return model.SerializeToString(), feed, sum(w.nbytes for w in weights)
 
 
-def with_rescale_node(path: Path) -> bytes:
+def with_rescale_node(path: Path) -> bytes | None:
     """``path`` as exported before the rescale was folded: a ``Mul`` by 1/255 on the input, the first layer's
-    weights times 255 (the same function, one rounding apart; the graph the earlier exports timed)."""
+    weights times 255 (the same function, one rounding apart; the graph the earlier exports timed). None for a
+    file exported before the fold (its first node is not the input's Reshape)."""
     model = onnx.load(path)
     graph = model.graph
     reshape = graph.node[0]
+    if reshape.op_type != "Reshape" or reshape.input[0] != graph.input[0].name:
+        return None
     layer = next(n for n in graph.node if reshape.output[0] in n.input)
     weight = next(i for i in graph.initializer if i.name == layer.input[1])
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float32(255), weight.name))
@@ -113,11 +116,12 @@ def _dataset(name: str) -> data.Dataset:
 
 
 def _rounds(files: dict, images: np.ndarray, rounds: int, runs: int) -> tuple[dict[str, list[float]], dict]:
-    """Per round: ORT b1 p50 and b256 images/s before and after tuning (and b1 with the rescale unfolded), Keras b1 p50, int8 b256 images/s, GEMM
-    GFLOP/s and the weight-read ms; and the tuned settings per batch size."""
+    """Per round: ORT b1 p50 and b256 images/s before and after tuning (and b1 with the rescale unfolded), Keras b1
+    p50, int8 b256 images/s, GEMM GFLOP/s and the weight-read ms; and the tuned settings per batch size."""
     default = make_session(files["onnx"])
     tuned = tune(files["onnx"], images, [1, 256])
-    unfolded = make_session(with_rescale_node(files["onnx"]), settings=tuned[1].mnistzoo_settings)
+    unfolded = (make_session(old, settings=tuned[1].mnistzoo_settings)
+                if (old := with_rescale_node(files["onnx"])) else None)
     int8 = tune(files["int8"], images, [256], quantized=True)[256] if files["int8"] else None
     graph, feed, _ = weight_reader(files["onnx"])
     readers = [make_session(graph, settings=SessionSettings(threads=n)) for n in (1, None)]
@@ -125,6 +129,8 @@ def _rounds(files: dict, images: np.ndarray, rounds: int, runs: int) -> tuple[di
     s: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
         for name, sess in (("before", default), ("after", tuned[1]), ("unfolded", unfolded)):
+            if sess is None:
+                continue
             s[f"b1_{name}"].append(onnx_latency(sess, images, [1], runs=runs)[0].p50_ms)
         settle()  # every timing starts once the last session's spinning threads have parked
         s["keras_b1"].append(keras_latency(model, images, [1], runs=runs, with_predict=False)[0].p50_ms)
@@ -170,7 +176,8 @@ def measure(model_id: str, rounds: int, runs: int, directory: Path) -> dict:
         row[f"b1_{when}_ms"] = statistics.median(s[f"b1_{when}"])
         row[f"b1_{when}_share"] = _spread([gflop / (t / 1e3) / c for t, c in zip(s[f"b1_{when}"], ceiling)])
         row[f"b256_{when}_share"] = _spread([gflop * i / c for i, c in zip(s[f"b256_{when}"], ceiling)])
-    row["fold_gain"] = statistics.median(u / t for u, t in zip(s["b1_unfolded"], s["b1_after"]))
+    row["fold_gain"] = statistics.median(u / t for u, t in zip(s["b1_unfolded"], s["b1_after"])) if s["b1_unfolded"] \
+        else None
     row["read_ratio"] = statistics.median(t / r for t, r in zip(s["b1_after"], s["read"]))
     row["bound_share"] = statistics.median(gflop / (r / 1e3 + conv_gflop / c) / c for r, c in zip(s["read"], ceiling))
     row["speedup"] = statistics.median(k / t for k, t in zip(s["keras_b1"], s["b1_after"]))
@@ -263,7 +270,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['id']} | {'trained' if r['trained'] else 'random'} | {r['macs']:,} | {r['weight_mb']:.2f} | "
             f"{accuracy} | {'pass' if r['parity'] else 'FAIL'} | {r['b1_before_ms']:.3f} | {r['b1_after_ms']:.3f} | "
-            f"{r['fold_gain']:.2f}x | {_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | {_share(r['b1_after_share'])} | "
+            f"{'—' if r['fold_gain'] is None else format(r['fold_gain'], '.2f') + 'x'} | {_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | {_share(r['b1_after_share'])} | "
             f"{r['read_ms']:.3f} | {r['read_ratio']:.2f}x | {r['bound_share']:.0%} | {r['keras_b1_ms']:.3f} | {r['speedup']:.1f}x | "
             f"{_share(r['b256_before_share'])} | {_share(r['b256_after_share'])} | {_settings(r['settings'][256])} | "
             f"{int8} | {drop} | {'; '.join(goals(r))} |")
