@@ -196,8 +196,8 @@ def fold_rescale(proto: onnx.ModelProto) -> bool:
     """Move the input's rescale (``Mul`` by 1/255, then ``Add`` of 0) into the first layer's weights; True if done.
 
     ``x * c`` then ``W`` becomes ``x`` then ``c * W``: equal in real arithmetic, one rounding apart in float32
-    (parity judges it), and one pass over the input fewer, which at batch 1 measured 3-13 % of a small model's
-    time on the 2-core EPYC. Done only where the chain is exactly image -> Mul -> [Add 0] -> Reshape ->
+    (parity judges it), and one pass over the input fewer (at batch 1 on the 2-core EPYC the CNNs took 1.00-1.06x
+    longer without it: ``benchmarks/inference.md``). Done only where the chain is exactly image -> Mul -> [Add 0] -> Reshape ->
     Conv/MatMul with constant, unshared scale and weights; any other graph is left as it is.
     """
     graph = proto.graph
