@@ -201,28 +201,31 @@ def fold_rescale(proto: onnx.ModelProto) -> bool:
     Conv/MatMul with constant, unshared scale and weights; any other graph is left as it is.
     """
     graph = proto.graph
-    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    init = {i.name: i for i in graph.initializer}
     readers = _consumers(graph)
 
     def only_reader(name: str, *ops: str) -> onnx.NodeProto | None:
         nodes = readers.get(name, [])
         return nodes[0] if len(nodes) == 1 and nodes[0].op_type in ops else None
 
+    def constant(name: str) -> np.ndarray | None:
+        return onnx.numpy_helper.to_array(init[name]) if name in init else None
+
     mul = only_reader(INPUT_NAME, "Mul")
-    if mul is None or init.get(mul.input[1], np.zeros(2)).size != 1:
+    scale = None if mul is None else constant(mul.input[1])
+    if scale is None or scale.size != 1:
         return False
     rescaled, chain = mul.output[0], [mul]
     if (add := only_reader(rescaled, "Add")) is not None:
-        if add.input[0] != rescaled or add.input[1] not in init or np.any(init[add.input[1]] != 0):
+        if add.input[0] != rescaled or (offset := constant(add.input[1])) is None or np.any(offset != 0):
             return False
         rescaled, chain = add.output[0], [mul, add]
     reshape = only_reader(rescaled, "Reshape")
     layer = reshape and only_reader(reshape.output[0], "Conv", "MatMul")
     if layer is None or reshape.input[0] != rescaled or layer.input[1] not in init or len(readers[layer.input[1]]) > 1:
         return False
-    weight = next(i for i in graph.initializer if i.name == layer.input[1])
-    weight.CopyFrom(onnx.numpy_helper.from_array((init[layer.input[1]] * init[mul.input[1]]).astype(np.float32),
-                                                 weight.name))
+    weight = init[layer.input[1]]
+    weight.CopyFrom(onnx.numpy_helper.from_array((constant(weight.name) * scale).astype(np.float32), weight.name))
     reshape.input[0] = INPUT_NAME
     for node in chain:
         graph.node.remove(node)

@@ -216,6 +216,10 @@ def _yes(met: bool) -> str:
     return "yes" if met else "NO"
 
 
+def _times(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}x"
+
+
 def _share(spread: dict) -> str:
     return f"{spread['median']:.0%} ({spread['low']:.0%}–{spread['high']:.0%})"
 
@@ -265,12 +269,13 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "|---|---|---:|---:|---:|:-:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         accuracy = "—" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-        int8 = f"{r['int8_ratio']:.2f}x" if "int8_ratio" in r else "—"
+        int8 = _times(r.get("int8_ratio"))
         drop = f"{100 * r['int8_drop']:.2f}" if "int8_drop" in r else "—"
         lines.append(
             f"| {r['id']} | {'trained' if r['trained'] else 'random'} | {r['macs']:,} | {r['weight_mb']:.2f} | "
             f"{accuracy} | {'pass' if r['parity'] else 'FAIL'} | {r['b1_before_ms']:.3f} | {r['b1_after_ms']:.3f} | "
-            f"{'—' if r['fold_gain'] is None else format(r['fold_gain'], '.2f') + 'x'} | {_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | {_share(r['b1_after_share'])} | "
+            f"{_times(r['fold_gain'])} | {_settings(r['settings'][1])} | {_share(r['b1_before_share'])} | "
+            f"{_share(r['b1_after_share'])} | "
             f"{r['read_ms']:.3f} | {r['read_ratio']:.2f}x | {r['bound_share']:.0%} | {r['keras_b1_ms']:.3f} | {r['speedup']:.1f}x | "
             f"{_share(r['b256_before_share'])} | {_share(r['b256_after_share'])} | {_settings(r['settings'][256])} | "
             f"{int8} | {drop} | {'; '.join(goals(r))} |")
