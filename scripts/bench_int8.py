@@ -51,7 +51,7 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
 
     from _bench import random_weights
 
-    calibration, check = exporter.calibration_images(ds)
+    calibration, check, labels = exporter.calibration_images(ds)
     origins = {}
     for model_id in model_ids:
         fp32 = directory / f"{model_id}.fp32.onnx"
@@ -62,8 +62,9 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 fp32.write_bytes(random_weights(model_id, Path(tmp))[0].read_bytes())
             origins[model_id] = None
-        exporter.quantize_int8(fp32, directory / f"{model_id}.before.onnx", calibration, check, float_first_conv=False)
-        exporter.quantize_int8(fp32, directory / f"{model_id}.after.onnx", calibration, check)
+        exporter.quantize_int8(fp32, directory / f"{model_id}.before.onnx", calibration, check, labels,
+                               float_first_conv=False)
+        exporter.quantize_int8(fp32, directory / f"{model_id}.after.onnx", calibration, check, labels)
     (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
 
 

@@ -145,6 +145,30 @@ def test_int8_folds_batchnorm_or_keeps_it_float32(exported: Path, tmp_path: Path
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
+def test_int8_returns_the_layers_that_lose_accuracy_to_float32(exported: Path, tmp_path: Path, monkeypatch) -> None:
+    from mnistzoo import export as exporter
+    from mnistzoo.runtime import make_session, predict_onnx
+
+    x = data.load("mnist").x_train[:600]
+    fp32 = exported / "model.onnx"
+    plain = exporter.quantize_int8(fp32, tmp_path / "plain.onnx", x[:300], x[300:])
+    assert plain["returned_to_fp32"] == [] and "check_accuracy_delta" not in plain  # no labels: no accuracy check
+    # Labels on which float32 is always right: any int8 disagreement is lost accuracy, none is allowed.
+    labels = predict_onnx(make_session(fp32), x[300:]).argmax(1)
+    monkeypatch.setattr(exporter, "INT8_MAX_CHECK_LOSS", 0.0)
+    strict = exporter.quantize_int8(fp32, tmp_path / "strict.onnx", x[:300], x[300:], labels)
+    if "skipped" in strict:
+        assert "unless every layer stayed float32" in strict["skipped"] and not (tmp_path / "strict.onnx").exists()
+    else:
+        assert strict["check_accuracy_delta"] == 0.0 and strict["check_agreement"] == 1.0
+        assert set(plain["fp32_nodes"]) <= set(strict["fp32_nodes"])
+        assert set(strict["returned_to_fp32"]) == set(strict["fp32_nodes"]) - set(plain["fp32_nodes"])
+    monkeypatch.setattr(exporter, "INT8_MAX_CHECK_LOSS", -1.0)  # no int8 file can pass: none is written
+    never = exporter.quantize_int8(fp32, tmp_path / "never.onnx", x[:300], x[300:], labels)
+    assert "unless every layer stayed float32" in never["skipped"] and not (tmp_path / "never.onnx").exists()
+    assert not list(tmp_path.glob(".*"))
+
+
 def test_no_int8_file_when_the_head_is_the_only_matmul(home: Path, tmp_path: Path) -> None:
     from mnistzoo.export import export
     from mnistzoo.train import train
@@ -287,7 +311,7 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
     fp32.write_bytes(proto.SerializeToString())
     images = np.random.default_rng(1).integers(0, 256, (200, 28, 28)).astype(np.float32)
-    if (how := quantize_int8(fp32, int8, images[:100], images[100:])) is None:
+    if "skipped" in (how := quantize_int8(fp32, int8, images[:100], images[100:])):
         assert model_id == "softmax_sgd"  # its only matmul is the float32 head
         return
     quantized = onnx.load(str(int8))
