@@ -472,10 +472,13 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
             batch = next(self._batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
-    prepared, candidate = (int8.with_name(f".{int8.stem}.{part}.onnx") for part in ("prep", "candidate"))
+    prepared = int8.with_name(f".{int8.stem}.prep.onnx")
+    candidates: list[Path] = []  # every attempt's file, so that the best is kept rather than made again
     reference = predict_onnx(make_session(fp32), check).argmax(1)
 
     def attempt(model: onnx.ModelProto, folded: int, returned: list[str]) -> dict:
+        candidate = int8.with_name(f".{int8.stem}.candidate{len(candidates)}.onnx")
+        candidates.append(candidate)
         model = copy.deepcopy(model)
         keep = (exact_first_conv(model) if float_first_conv else []) + fp32_nodes(model) + returned
 
@@ -490,7 +493,7 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
         quantize(power_of_two_scales(onnx.load(str(candidate))))
         _tidy(candidate)
         predicted = predict_onnx(make_session(candidate), check).argmax(1)
-        how = {"batchnorm_folded": folded, "fp32_nodes": keep, "returned_to_fp32": returned,
+        how = {"file": candidate, "batchnorm_folded": folded, "fp32_nodes": keep, "returned_to_fp32": returned,
                "check_images": len(check), "check_agreement": float((predicted == reference).mean())}
         if check_labels is not None:
             how["check_accuracy_delta"] = float((predicted == check_labels).mean() - (reference == check_labels).mean())
@@ -507,20 +510,21 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
                                "an int8 file would only add conversions"}
         how = attempt(model, folded, []) if (folded := fold_batchnorm(model)) else None
         if how is None or how["check_agreement"] < INT8_MIN_AGREEMENT:
-            model, how = onnx.load(str(prepared)), attempt(onnx.load(str(prepared)), 0, [])
+            model = onnx.load(str(prepared))
+            how = attempt(model, 0, [])
         while too_lossy(how):
             left = [n for n in int8_candidates(model) if n not in how["fp32_nodes"]]
             if len(left) <= 1:
                 return {"skipped": f"int8 lost more than {100 * INT8_MAX_CHECK_LOSS:g} pp of accuracy on the check "
                                    "images unless every layer stayed float32"}
-            trials = {name: attempt(model, how["batchnorm_folded"], how["returned_to_fp32"] + [name]) for name in left}
-            best = max(trials, key=lambda name: (trials[name]["check_accuracy_delta"], trials[name]["check_agreement"]))
-            how = attempt(model, how["batchnorm_folded"], how["returned_to_fp32"] + [best])  # the file of the best
-        os.replace(candidate, int8)
+            trials = [attempt(model, how["batchnorm_folded"], how["returned_to_fp32"] + [name]) for name in left]
+            how = max(trials, key=lambda trial: (trial["check_accuracy_delta"], trial["check_agreement"]))
+        os.replace(how.pop("file"), int8)
         return how
     finally:
         prepared.unlink(missing_ok=True)
-        candidate.unlink(missing_ok=True)
+        for candidate in candidates:
+            candidate.unlink(missing_ok=True)
 
 
 def _tidy(path: Path) -> None:
