@@ -33,6 +33,7 @@ from ._checks import output_dir, positive_int
 from ._checks import seed as check_seed
 from ._extras import require_extra
 from ._io import atomic_path
+from .contract import CONVERSION_ROUTE
 from .errors import InvalidInput, MnistZooError
 from .records import (SCHEMA, EvalRecord, ExportRecord, SeedSummary, TrainCard, dump_record, read_record,
                       write_record)
@@ -167,11 +168,12 @@ def _finished_in(run: Path, job: Job) -> bool:
 
 
 def _export_current(export: ExportRecord, card: TrainCard) -> bool:
-    """The export passed parity, was made from the run's current checkpoint, and its int8 file (if any) was
-    verified against the ONNX reference implementation and checked for lost accuracy (older exports were not,
-    and are redone)."""
+    """The export passed parity, was made from the run's current checkpoint by the current conversion, and its int8
+    file (if any) was verified against the ONNX reference implementation and checked for lost accuracy (older
+    exports were not, and are redone)."""
     int8 = export.get("int8") or {}
     return (export["checkpoint_sha256"] == card["model_sha256"]
+            and export["conversion"].get("route") == CONVERSION_ROUTE
             and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values())
             and ("skipped" in int8 or (int8.get("reference", {}).get("passed") is True
                                        and "check_accuracy_delta" in int8)))

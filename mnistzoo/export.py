@@ -32,7 +32,7 @@ from ._checks import non_negative_int, output_dir, positive_float
 from ._checks import seed as check_seed
 from ._env import cpu_features, cpu_name, environment, int8_features
 from ._io import atomic_path, ensure_writable_dir, sha256_file
-from .contract import BATCH_AXIS, INPUT_NAME, OUTPUT_NAME
+from .contract import BATCH_AXIS, CONVERSION_ROUTE, INPUT_NAME, OUTPUT_NAME
 from .errors import MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
@@ -58,7 +58,6 @@ INT8_MAX_CHECK_LOSS = 0.003  # accuracy on the check images int8 may lose before
 INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine
 INT8_OPSET = 19  # the first whose QuantizeLinear/DequantizeLinear onnx.reference.ReferenceEvaluator implements
 _GENERATED = re.compile(r"__\d+")
-CONVERSION_ROUTE = "tf2onnx.convert.from_function(tf.function(model, input_signature=[image]))"
 
 
 class ExportError(MnistZooError):
@@ -145,8 +144,12 @@ def check_opsets(opsets: list[int]) -> list[int]:
     return list(dict.fromkeys(opsets))
 
 
-def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Keras model -> ONNX with the zoo's contract: ``image`` [batch,28,28] -> ``probabilities`` [batch,10]."""
+def convert(model: keras.Model, opset: int = DEFAULT_OPSET, *, fold_bn: bool = True) -> onnx.ModelProto:
+    """Keras model -> ONNX with the zoo's contract: ``image`` [batch,28,28] -> ``probabilities`` [batch,10].
+
+    The input's 1/255 rescale is folded into the first layer, and (unless ``fold_bn`` is off, as int8 needs)
+    each BatchNorm that feeds a dense layer into that layer's weights.
+    """
     signature = [tf.TensorSpec([None, 28, 28], tf.float32, name=INPUT_NAME)]
 
     @tf.function(input_signature=signature)
@@ -159,6 +162,8 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     del proto.graph.value_info[:]  # tf2onnx's intermediate shapes carry arbitrary unk__N names
     static_reshapes(proto)
     fold_rescale(proto)
+    if fold_bn:
+        fold_batchnorm(proto)
     proto.graph.doc_string = "converted by tf2onnx from a tf.function"  # tf2onnx's names a per-process counter
     _renumber_generated_names(proto.graph)
     return proto
@@ -316,15 +321,18 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return consumers
 
 
-def _batchnorm_chains(graph: onnx.GraphProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto, list[onnx.NodeProto]]]:
-    """Unfolded BatchNorm as tf2onnx writes it: Mul(x, s) into one Add(., t), with what that Add feeds."""
+def _batchnorm_chains(graph: onnx.GraphProto) -> list[tuple[onnx.NodeProto, onnx.NodeProto | None,
+                                                             list[onnx.NodeProto]]]:
+    """Unfolded BatchNorm as tf2onnx writes it: Mul(x, s) into one Add(., t) (none where t is all zeros), with what
+    the chain feeds."""
     consumers, constants = _consumers(graph), {i.name for i in graph.initializer}
     chains = []
     for mul in graph.node:
+        if mul.op_type != "Mul" or mul.input[1] not in constants:
+            continue
         add = consumers.get(mul.output[0], [])
-        if (mul.op_type == "Mul" and mul.input[1] in constants and len(add) == 1 and add[0].op_type == "Add"
-                and add[0].input[1] in constants):
-            chains.append((mul, add[0], consumers.get(add[0].output[0], [])))
+        add = add[0] if len(add) == 1 and add[0].op_type == "Add" and add[0].input[1] in constants else None
+        chains.append((mul, add, consumers.get((add or mul).output[0], [])))
     return chains
 
 
@@ -345,35 +353,60 @@ def fp32_nodes(model: onnx.ModelProto) -> list[str]:
             keep += [n for n in (node, producer.get(node.input[0])) if n is not None]
         elif node.name in chains and (src := producer.get(node.input[0])) is not None and src.op_type == "Relu":
             add, fed = chains[node.name]
-            keep += [node, add, *(n for n in fed if n.op_type in ("Gemm", "MatMul"))]
+            keep += [node, *([add] if add else []), *(n for n in fed if n.op_type in ("Gemm", "MatMul"))]
     return list(dict.fromkeys(n.name for n in keep))
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> int:
-    """Fold each unfolded BatchNorm that feeds one Gemm into it: W' = diag(s) W, b' = b + t W.
+    """Fold each unfolded BatchNorm that feeds one matmul into it: W' = diag(s) W, b' = b + t W; return how many.
 
-    Expects the Gemms of ``quant_pre_process`` (MatMul+Add fused).
-    Exact in real arithmetic; returns how many were folded. Large gains then sit in the weights,
-    where per-channel int8 may or may not absorb them, so the caller checks the result.
+    The matmul is a ``MatMul`` (with the ``Add`` of its bias, as tf2onnx writes a Dense) or a ``Gemm`` (as
+    ``quant_pre_process`` fuses them). Exact in real arithmetic, one rounding apart in float32 (parity judges it);
+    at batch 1 two elementwise passes fewer. Large gains then sit in the weights, where per-channel int8 may or may
+    not absorb them, so int8 quantizes the unfolded graph and decides for itself.
     """
     graph = model.graph
     init = {i.name: i for i in graph.initializer}
+    readers = _consumers(graph)
     folded = 0
     for mul, add, fed in _batchnorm_chains(graph):
-        gemm = fed[0] if len(fed) == 1 else None
-        if gemm is None or gemm.op_type != "Gemm" or len(gemm.input) != 3 or any(
-                a.name in ("transA", "transB") and a.i for a in gemm.attribute):
-            continue
-        scale, shift = (onnx.numpy_helper.to_array(init[n.input[1]]) for n in (mul, add))
-        weight, bias = (onnx.numpy_helper.to_array(init[name]) for name in gemm.input[1:3])
-        init[gemm.input[1]].CopyFrom(onnx.numpy_helper.from_array(scale[:, None] * weight, gemm.input[1]))
-        init[gemm.input[2]].CopyFrom(onnx.numpy_helper.from_array(bias + shift @ weight, gemm.input[2]))
-        gemm.input[0] = mul.input[0]
+        matmul = fed[0] if len(fed) == 1 else None
+        names = matmul and matmul.input[0] == (add or mul).output[0] and _weight_and_bias(matmul, readers, init)
+        if not names or (add is not None and names[1] is None):
+            continue  # not a matmul's input, or a shift with no bias to go to
+        weight = onnx.numpy_helper.to_array(init[names[0]])
+        scale, shift = (np.broadcast_to(onnx.numpy_helper.to_array(init[n.input[1]]).reshape(-1), weight.shape[:1])
+                        if n else np.zeros(weight.shape[:1], np.float32) for n in (mul, add))
+        init[names[0]].CopyFrom(onnx.numpy_helper.from_array((scale[:, None] * weight).astype(np.float32), names[0]))
+        if add is not None:
+            bias = onnx.numpy_helper.to_array(init[names[1]]) + shift @ weight
+            init[names[1]].CopyFrom(onnx.numpy_helper.from_array(bias.astype(np.float32), names[1]))
+            graph.node.remove(add)
+        matmul.input[0] = mul.input[0]
         graph.node.remove(mul)
-        graph.node.remove(add)
         folded += 1
     _prune(graph)
     return folded
+
+
+def _weight_and_bias(node: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]],
+                     init: dict[str, onnx.TensorProto]) -> tuple[str, str | None] | None:
+    """The constant, unshared 2-D weight and bias (None if it has none) of a ``Gemm`` (not transposed or scaled) or
+    of a ``MatMul`` (whose bias is its only reader's ``Add``); None for any other node."""
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    bias = readers.get(node.output[0], [])
+    if node.op_type == "Gemm" and not attributes.get("transA") and not attributes.get("transB") \
+            and attributes.get("alpha", 1.0) == attributes.get("beta", 1.0) == 1.0:
+        names = (node.input[1], node.input[2] if len(node.input) > 2 and node.input[2] else None)
+    elif node.op_type == "MatMul":
+        has_bias = len(bias) == 1 and bias[0].op_type == "Add" and bias[0].input[0] == node.output[0]
+        names = (node.input[1], bias[0].input[1] if has_bias else None)
+    else:
+        return None
+    known = [n for n in names if n is not None]
+    if not all(n in init and len(readers[n]) == 1 for n in known) or len(init[names[0]].dims) != 2:
+        return None
+    return names
 
 
 def int8_candidates(model: onnx.ModelProto) -> list[str]:
@@ -449,9 +482,10 @@ def _power_of_two(scale: float) -> float:
     return float(2.0 ** np.ceil(np.log2(scale))) if scale > 0 else scale
 
 
-def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.ndarray,
+def quantize_int8(fp32: Path | onnx.ModelProto, int8: Path, calibration: np.ndarray, check: np.ndarray,
                   check_labels: np.ndarray | None = None, *, float_first_conv: bool = True) -> dict:
-    """Static QDQ int8 (per-channel 7-bit weights, power-of-two scales) calibrated on ``calibration`` training images.
+    """Static QDQ int8 (per-channel 7-bit weights, power-of-two scales) of the float32 graph ``fp32`` as
+    :func:`convert` makes it with ``fold_bn=False``, calibrated on ``calibration`` training images.
 
     BatchNorm is first folded into the matmuls; if the result agrees with float32 on fewer than
     ``INT8_MIN_AGREEMENT`` of the ``check`` training images (never test images), it is quantized
@@ -475,6 +509,7 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
     prepared = int8.with_name(f".{int8.stem}.prep.onnx")
     candidates: list[Path] = []  # every attempt's file, so that the best is kept rather than made again
     reference = predict_onnx(make_session(fp32), check).argmax(1)
+    source = int8.with_name(f".{int8.stem}.fp32.onnx")  # quant_pre_process reads a file
 
     def attempt(model: onnx.ModelProto, folded: int, returned: list[str]) -> dict:
         candidate = int8.with_name(f".{int8.stem}.candidate{len(candidates)}.onnx")
@@ -503,7 +538,8 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
         return how.get("check_accuracy_delta", 0.0) < -INT8_MAX_CHECK_LOSS
 
     try:
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        source.write_bytes(fp32.SerializeToString() if isinstance(fp32, onnx.ModelProto) else Path(fp32).read_bytes())
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         if not int8_candidates(model):
             return {"skipped": "the only matmul is the classifier head, which stays float32; "
@@ -522,7 +558,8 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray, check: np.nda
         os.replace(how.pop("file"), int8)
         return how
     finally:
-        prepared.unlink(missing_ok=True)
+        for temporary in (source, prepared):
+            temporary.unlink(missing_ok=True)
         for candidate in candidates:
             candidate.unlink(missing_ok=True)
 
@@ -638,7 +675,9 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         write_test_vectors(vectors, ds.x_test[:TEST_VECTOR_IMAGES], keras_probs[:TEST_VECTOR_IMAGES])
         files += [vectors / "input_0.pb", vectors / "output_0.pb"]
         if quantize == "int8":
-            int8 = record["int8"] = _int8(files[0], out_dir / "model.int8.onnx", ds, calibration_seed)
+            unfolded = convert(model, opsets[0], fold_bn=False)
+            describe(unfolded, _onnx_card(card, ds, ckpt_sha, opsets[0]))
+            int8 = record["int8"] = _int8(files[0], unfolded, out_dir / "model.int8.onnx", ds, calibration_seed)
             if int8["file"] and not int8["reference"]["passed"]:
                 (out_dir / int8["file"]).unlink()
                 int8["file"] = None
@@ -662,9 +701,10 @@ def calibration_images(ds: data.Dataset, seed: int = 0) -> tuple[np.ndarray, np.
     return ds.x_train[calibration], ds.x_train[check], ds.y_train[check]
 
 
-def _int8(fp32: Path, int8: Path, ds: data.Dataset, seed: int) -> dict:
-    """Quantize (unless there is nothing to gain), then measure fp32 vs int8 test accuracy, size and throughput."""
-    how = quantize_int8(fp32, int8, *calibration_images(ds, seed))
+def _int8(fp32: Path, unfolded: onnx.ModelProto, int8: Path, ds: data.Dataset, seed: int) -> dict:
+    """Quantize ``unfolded`` (unless there is nothing to gain), then measure int8 against the float32 file ``fp32``:
+    test accuracy, size and throughput."""
+    how = quantize_int8(unfolded, int8, *calibration_images(ds, seed))
     if "skipped" in how:
         int8.unlink(missing_ok=True)
         return {"file": None, **how}

@@ -14,6 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 
@@ -71,3 +72,8 @@ def random_weights(model_id: str, directory: Path) -> tuple[Path, Path]:
     onnx_path.write_bytes(exporter.convert(model).SerializeToString())
     model.save(keras_path)
     return onnx_path, keras_path
+
+
+def unfolded(keras_path: Path) -> onnx.ModelProto:
+    """The Keras file converted as the export converts it for int8: BatchNorm not folded into the next layer."""
+    return exporter.convert(keras.models.load_model(keras_path), fold_bn=False)

@@ -102,7 +102,16 @@ def _graph_facts(path: Path) -> dict:
                           for add in consumers[mul.output[0]] if add.op_type == "Add"]}
 
 
-def test_fold_batchnorm_is_exact(exported: Path, tmp_path: Path) -> None:
+def _unfolded(runs: Path):
+    """The exported run's float32 graph with its BatchNorm unfolded, as int8 quantizes it."""
+    import keras
+
+    from mnistzoo.export import convert
+
+    return convert(keras.models.load_model(runs / "mlp3_dropout_bn@1" / "seed0" / "model.keras"), fold_bn=False)
+
+
+def test_fold_batchnorm_is_exact(exported: Path, runs: Path, tmp_path: Path) -> None:
     import onnx
 
     from mnistzoo.export import fold_batchnorm
@@ -110,24 +119,29 @@ def test_fold_batchnorm_is_exact(exported: Path, tmp_path: Path) -> None:
 
     from onnxruntime.quantization import quant_pre_process
 
-    quant_pre_process(str(exported / "model.onnx"), str(tmp_path / "prep.onnx"), skip_symbolic_shape=True)
-    model = onnx.load(str(tmp_path / "prep.onnx"))  # as quantize_int8 sees it: MatMul+Add fused into Gemm
-    assert fold_batchnorm(model) == 1  # mlp3_dropout_bn: D512 DO D256 BN D128
-    onnx.save(model, str(tmp_path / "folded.onnx"))
-    assert not _graph_facts(tmp_path / "folded.onnx")["batchnorm"]
+    unfolded = _unfolded(runs)
+    onnx.save(unfolded, str(tmp_path / "unfolded.onnx"))
+    assert _graph_facts(tmp_path / "unfolded.onnx")["batchnorm"]  # mlp3_dropout_bn: D512 DO D256 BN D128
+    assert not _graph_facts(exported / "model.onnx")["batchnorm"]  # the exported file has it in D128's weights
+    quant_pre_process(str(tmp_path / "unfolded.onnx"), str(tmp_path / "prep.onnx"), skip_symbolic_shape=True)
+    fused = onnx.load(str(tmp_path / "prep.onnx"))  # as quantize_int8 sees it: MatMul+Add fused into Gemm
     x = data.load("mnist").x_test[:500]
-    np.testing.assert_allclose(predict_onnx(session(tmp_path / "folded.onnx"), x),
-                               predict_onnx(session(exported / "model.onnx"), x), atol=1e-5)
+    for graph in (unfolded, fused):  # tf2onnx's MatMul+Add and the Gemm fold alike
+        assert fold_batchnorm(graph) == 1 and fold_batchnorm(graph) == 0
+        onnx.save(graph, str(tmp_path / "folded.onnx"))
+        assert not _graph_facts(tmp_path / "folded.onnx")["batchnorm"]
+        np.testing.assert_allclose(predict_onnx(session(tmp_path / "folded.onnx"), x),
+                                   predict_onnx(session(tmp_path / "unfolded.onnx"), x), atol=1e-5)
 
 
 @pytest.mark.parametrize("min_agreement", [0.0, 1.01])
-def test_int8_folds_batchnorm_or_keeps_it_float32(exported: Path, tmp_path: Path, monkeypatch,
+def test_int8_folds_batchnorm_or_keeps_it_float32(runs: Path, tmp_path: Path, monkeypatch,
                                                   min_agreement: float) -> None:
     from mnistzoo import export as exporter
 
     monkeypatch.setattr(exporter, "INT8_MIN_AGREEMENT", min_agreement)
     x = data.load("mnist").x_train
-    how = exporter.quantize_int8(exported / "model.onnx", tmp_path / "q.onnx", x[:300], x[300:600])
+    how = exporter.quantize_int8(_unfolded(runs), tmp_path / "q.onnx", x[:300], x[300:600])
     facts = _graph_facts(tmp_path / "q.onnx")
     dq, head = facts["dequantized"], facts["head"]
     assert head.op_type in ("Gemm", "MatMul") and head.input[1] not in dq and head.name in how["fp32_nodes"]
@@ -145,12 +159,13 @@ def test_int8_folds_batchnorm_or_keeps_it_float32(exported: Path, tmp_path: Path
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-def test_int8_returns_the_layers_that_lose_accuracy_to_float32(exported: Path, tmp_path: Path, monkeypatch) -> None:
+def test_int8_returns_the_layers_that_lose_accuracy_to_float32(runs: Path, tmp_path: Path, monkeypatch) -> None:
     from mnistzoo import export as exporter
     from mnistzoo.runtime import make_session, predict_onnx
 
     x = data.load("mnist").x_train[:600]
-    fp32 = exported / "model.onnx"
+    fp32 = tmp_path / "unfolded.onnx"  # a path works as well as a graph
+    fp32.write_bytes(_unfolded(runs).SerializeToString())
     plain = exporter.quantize_int8(fp32, tmp_path / "plain.onnx", x[:300], x[300:])
     assert plain["returned_to_fp32"] == [] and "check_accuracy_delta" not in plain  # no labels: no accuracy check
     # Labels on which float32 is always right: any int8 disagreement is lost accuracy, none is allowed.
@@ -302,16 +317,20 @@ def test_every_architecture_exports_portable_float_and_int8_files(model_id: str,
     check_static_shapes(proto)
     assert "Shape" not in {n.op_type for n in proto.graph.node}
     first = proto.graph.node[0]  # the 1/255 rescale sits in the first layer's weights: no pass over the input
-    assert (first.op_type, first.input[0]) == ("Reshape", "image") and "Mul" not in [n.op_type for n in
-                                                                                      proto.graph.node[:2]]
+    assert (first.op_type, first.input[0]) == ("Reshape", "image")
+    # ... and each BatchNorm in the dense layer after it: no elementwise Mul is left. int8 quantizes it unfolded.
+    unfolded = convert(model, fold_bn=False)
+    assert "Mul" not in {n.op_type for n in proto.graph.node}
+    assert {n.op_type for n in unfolded.graph.node} - {"Mul"} == {n.op_type for n in proto.graph.node}
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.float32)
-    for batch in (x[:1], x):  # any batch size runs and agrees with Keras
-        np.testing.assert_allclose(predict_onnx(make_session(proto), batch), predict_keras(model, batch), atol=1e-5)
+    for graph in (proto, unfolded):
+        for batch in (x[:1], x):  # any batch size runs and agrees with Keras
+            np.testing.assert_allclose(predict_onnx(make_session(graph), batch), predict_keras(model, batch),
+                                       atol=1e-5)
 
-    fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
-    fp32.write_bytes(proto.SerializeToString())
+    int8 = tmp_path / "model.int8.onnx"
     images = np.random.default_rng(1).integers(0, 256, (200, 28, 28)).astype(np.float32)
-    if "skipped" in (how := quantize_int8(fp32, int8, images[:100], images[100:])):
+    if "skipped" in (how := quantize_int8(unfolded, int8, images[:100], images[100:])):
         assert model_id == "softmax_sgd"  # its only matmul is the float32 head
         return
     quantized = onnx.load(str(int8))
