@@ -509,7 +509,8 @@ def quantize_int8(fp32: Path | onnx.ModelProto, int8: Path, calibration: np.ndar
     prepared = int8.with_name(f".{int8.stem}.prep.onnx")
     candidates: list[Path] = []  # every attempt's file, so that the best is kept rather than made again
     reference = predict_onnx(make_session(fp32), check).argmax(1)
-    source = int8.with_name(f".{int8.stem}.fp32.onnx")  # quant_pre_process reads a file
+    given = isinstance(fp32, onnx.ModelProto)  # quant_pre_process reads a file: a graph is written to one first
+    source = int8.with_name(f".{int8.stem}.fp32.onnx") if given else Path(fp32)
 
     def attempt(model: onnx.ModelProto, folded: int, returned: list[str]) -> dict:
         candidate = int8.with_name(f".{int8.stem}.candidate{len(candidates)}.onnx")
@@ -538,7 +539,8 @@ def quantize_int8(fp32: Path | onnx.ModelProto, int8: Path, calibration: np.ndar
         return how.get("check_accuracy_delta", 0.0) < -INT8_MAX_CHECK_LOSS
 
     try:
-        source.write_bytes(fp32.SerializeToString() if isinstance(fp32, onnx.ModelProto) else Path(fp32).read_bytes())
+        if given:
+            source.write_bytes(fp32.SerializeToString())
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         if not int8_candidates(model):
@@ -558,7 +560,7 @@ def quantize_int8(fp32: Path | onnx.ModelProto, int8: Path, calibration: np.ndar
         os.replace(how.pop("file"), int8)
         return how
     finally:
-        for temporary in (source, prepared):
+        for temporary in (source, prepared) if given else (prepared,):
             temporary.unlink(missing_ok=True)
         for candidate in candidates:
             candidate.unlink(missing_ok=True)
