@@ -21,7 +21,7 @@ import copy
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,8 @@ from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
 from .reference import reference_max_diff
 from .keras_runtime import predict_keras
-from .runtime import CARD_KEY, SessionSettings, make_session, onnx_latency, parse_card, predict_onnx, tune
+from .runtime import (CARD_KEY, interleaved_throughput, make_session, median_ratio, parse_card, predict_onnx,
+                      tune)
 from .runs import DEFAULT_SEED, run_dir, runs_dir, seeds_of
 from .zoo import get_model
 
@@ -55,7 +56,8 @@ CALIBRATION_IMAGES = 1000
 CHECK_IMAGES = 2000  # training images that judge an int8 graph
 INT8_MIN_AGREEMENT = 0.997  # with float32 on the check images, for BatchNorm to fold
 INT8_MAX_CHECK_LOSS = 0.003  # accuracy on the check images int8 may lose before layers return to float32
-INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine
+INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine,
+INT8_SPEED_ROUNDS = 5  # the two taking turns this many times; the ratio is the median of the rounds' ratios
 INT8_OPSET = 19  # the first whose QuantizeLinear/DequantizeLinear onnx.reference.ReferenceEvaluator implements
 _GENERATED = re.compile(r"__\d+")
 
@@ -713,14 +715,14 @@ def _int8(fp32: Path, unfolded: onnx.ModelProto, int8: Path, ds: data.Dataset, s
     reference = reference_max_diff(int8, ds.x_test[:TEST_VECTOR_IMAGES])
     acc = {name: float((predict_onnx(make_session(path), ds.x_test).argmax(1) == ds.y_test).mean())
            for name, path in (("fp32", fp32), ("int8", int8))}
-    timed = {name: onnx_latency(tune(path, ds.x_test, [INT8_SPEED_BATCH], quantized=name == "int8"), ds.x_test,
-                                [INT8_SPEED_BATCH], seconds=1.0, tuned=True)[0]
-             for name, path in (("fp32", fp32), ("int8", int8))}  # each with its fastest settings
-    ips = {name: row.images_per_s for name, row in timed.items()}
-    speed = {"batch_size": INT8_SPEED_BATCH, "throughput_ratio": ips["int8"] / ips["fp32"], "cpu": cpu_name(),
-             "cpu_int8_features": int8_features(cpu_features()),
-             "settings": {name: {f.name: getattr(row, f.name) for f in fields(SessionSettings)}
-                          for name, row in timed.items()}}
+    sessions = {name: tune(path, ds.x_test, [INT8_SPEED_BATCH], quantized=name == "int8")[INT8_SPEED_BATCH]
+                for name, path in (("fp32", fp32), ("int8", int8))}  # each with its fastest settings
+    rounds = interleaved_throughput(sessions, ds.x_test, INT8_SPEED_BATCH, rounds=INT8_SPEED_ROUNDS)
+    ips = {name: float(np.median(values)) for name, values in rounds.items()}
+    speed = {"batch_size": INT8_SPEED_BATCH, "rounds": INT8_SPEED_ROUNDS,
+             "throughput_ratio": median_ratio(rounds["int8"], rounds["fp32"]),
+             "cpu": cpu_name(), "cpu_int8_features": int8_features(cpu_features()),
+             "settings": {name: asdict(session.mnistzoo_settings) for name, session in sessions.items()}}
     proto = onnx.load(str(int8))  # the int8 file's own card says what it gave up and gained, and where
     describe(proto, {**read_card(proto), "int8": {"fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], **speed}})
     _save(proto, int8)

@@ -236,6 +236,23 @@ def onnx_latency(sess: ort.InferenceSession | dict[int, ort.InferenceSession], i
     return rows
 
 
+def interleaved_throughput(sessions: dict[str, ort.InferenceSession], images: np.ndarray, batch: int, *,
+                           rounds: int = 5, seconds: float = 0.4) -> dict[str, list[float]]:
+    """Images/s of each session at ``batch`` in each of ``rounds`` rounds, the sessions taking turns for
+    ``seconds`` each: compare them within a round (:func:`median_ratio`), as this machine's speed drifts between
+    rounds."""
+    ips: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            ips[name].append(onnx_latency(session, images, [batch], seconds=seconds)[0].images_per_s)
+    return ips
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of one round's ``numerator`` over the same round's ``denominator``."""
+    return float(np.median(np.array(numerator) / np.array(denominator)))
+
+
 def tune(model: Any, images: np.ndarray, batch_sizes: list[int], *, provider: str = "cpu",
          threads: int | None = None, quantized: bool = False, rounds: int = 15, seconds: float = 0.02,
          budget: float = 2.0, margin: float = 0.05) -> dict[int, ort.InferenceSession]:

@@ -7,11 +7,11 @@ first convolution, on this CPU.
 
 For each model (default: every CNN) the float32 file is its trained seed-0 export where one is at hand (zoo
 home, starter pack), else the architecture with seeded random weights (speed does not depend on the weights;
-accuracy is then not reported). Two int8 files are made from it with ``mnistzoo.export.quantize_int8``:
-"after" as the export makes it now, and "before" with the first convolution in int8 like every other
-layer. Each file is timed at batch 256 with its fastest onnxruntime settings (``runtime.tune``; "before"
-as before, without the quantization-move switch), the three taking turns within each round; the table
-gives the median over rounds of int8 throughput over float32. Every int8 file is also checked against
+accuracy is then not reported). Two int8 files are made with ``mnistzoo.export.quantize_int8`` from the graph
+the export quantizes (BatchNorm not folded): "after" as the export makes it now, and "before" with the first
+convolution in int8 like every other layer. Each file is timed at batch 256 with its fastest onnxruntime
+settings (``runtime.tune``; "before" as before, without the quantization-move switch), the three taking turns
+within each round; the table gives the median over rounds of int8 throughput over float32. Every int8 file is also checked against
 ``onnx.reference.ReferenceEvaluator`` on 16 test images.
 
 Making the files needs TensorFlow; timing them does not. ``--prepare`` writes them (and ``prepared.json``)
@@ -34,7 +34,7 @@ from mnistzoo._env import cpu_features, environment, int8_features
 from mnistzoo.errors import MnistZooError
 from mnistzoo.pretrained import locate
 from mnistzoo.reference import reference_max_diff
-from mnistzoo.runtime import make_session, onnx_latency, predict_onnx, tune
+from mnistzoo.runtime import interleaved_throughput, make_session, median_ratio, predict_onnx, tune
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
@@ -46,26 +46,29 @@ MANIFEST = "prepared.json"
 
 def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
     """Write each model's float32 file (trained where at hand, else seeded random weights) and its two int8
-    files into ``directory``, with ``prepared.json``: where each float32 file came from, and this machine."""
+    files, quantized from the graph the export quantizes (BatchNorm unfolded), into ``directory``, with
+    ``prepared.json``: where each float32 file came from, and this machine."""
     from mnistzoo import export as exporter
 
-    from _bench import random_weights
+    from _bench import random_weights, unfolded
 
     calibration, check, labels = exporter.calibration_images(ds)
     origins = {}
     for model_id in model_ids:
         fp32 = directory / f"{model_id}.fp32.onnx"
         try:
-            found, origins[model_id] = locate(model_id)
+            (found, origin), (keras_path, _) = locate(model_id), locate(model_id, "keras")
             fp32.write_bytes(found.read_bytes())
+            graph, origins[model_id] = unfolded(keras_path), origin
         except MnistZooError:
             with tempfile.TemporaryDirectory() as tmp:
-                fp32.write_bytes(random_weights(model_id, Path(tmp))[0].read_bytes())
-            origins[model_id] = None
+                onnx_path, keras_path = random_weights(model_id, Path(tmp))
+                fp32.write_bytes(onnx_path.read_bytes())
+                graph, origins[model_id] = unfolded(keras_path), None
         known = labels if origins[model_id] else None  # random weights: no accuracy to keep
-        exporter.quantize_int8(fp32, directory / f"{model_id}.before.onnx", calibration, check, known,
+        exporter.quantize_int8(graph, directory / f"{model_id}.before.onnx", calibration, check, known,
                                float_first_conv=False)
-        exporter.quantize_int8(fp32, directory / f"{model_id}.after.onnx", calibration, check, known)
+        exporter.quantize_int8(graph, directory / f"{model_id}.after.onnx", calibration, check, known)
     (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
 
 
@@ -74,11 +77,8 @@ def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, d
     files = {name: directory / f"{model_id}.{name}.onnx" for name in VARIANTS}
     sessions = {name: tune(path, ds.x_test, [BATCH], threads=threads, quantized=name == "after")[BATCH]
                 for name, path in files.items()}
-    ips: dict[str, list[float]] = {name: [] for name in files}
-    for _ in range(rounds):
-        for name, sess in sessions.items():
-            ips[name].append(onnx_latency(sess, ds.x_test, [BATCH], seconds=0.5)[0].images_per_s)
-    ratio = {name: statistics.median(a / f for a, f in zip(ips[name], ips["fp32"])) for name in ("before", "after")}
+    ips = interleaved_throughput(sessions, ds.x_test, BATCH, rounds=rounds, seconds=0.5)
+    ratio = {name: median_ratio(ips[name], ips["fp32"]) for name in ("before", "after")}
     row = {"model": model_id, "trained": trained, "macs": model_stats(get_model(model_id)).macs, **ratio,
            "fp32_ips": statistics.median(ips["fp32"]),
            "reference": max(reference_max_diff(files[name], ds.x_test[:16]) for name in ("before", "after"))}

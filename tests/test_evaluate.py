@@ -73,6 +73,21 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
         [(False, 1, "all", True)] * 2
 
 
+def test_throughput_is_compared_within_rounds_that_take_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mnistzoo import runtime
+
+    calls, speed = [], iter([100.0, 150.0, 50.0, 75.0, 200.0, 100.0])  # the machine's speed drifts between rounds
+    monkeypatch.setattr(runtime, "onnx_latency", lambda session, *_, **__: calls.append(session) or
+                        [SimpleNamespace(images_per_s=next(speed))])
+    ips = runtime.interleaved_throughput({"fp32": "a", "int8": "b"}, np.zeros((1, 28, 28)), 256, rounds=3)
+    assert calls == ["a", "b"] * 3 and ips == {"fp32": [100.0, 50.0, 200.0], "int8": [150.0, 75.0, 100.0]}
+    assert runtime.median_ratio(ips["int8"], ips["fp32"]) == 1.5  # not 100/100, the ratio of the medians
+
+
 def test_timing_waits_for_a_spinning_pool_to_park(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 

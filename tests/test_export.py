@@ -85,7 +85,8 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     assert record["reference"]["max_abs_diff"] <= 1e-5 and record["reference"]["passed"]  # as the specification says
     card = read_card(onnx.load(str(exported / "model.int8.onnx")))["int8"]  # the int8 file says it of itself
     assert card["throughput_ratio"] == record["throughput_ratio"] and card["int8_accuracy"] == record["int8_accuracy"]
-    assert card["batch_size"] == 256 and isinstance(card["cpu_int8_features"], list)
+    assert card["batch_size"] == 256 and card["rounds"] == 5 and isinstance(card["cpu_int8_features"], list)
+    assert record["settings"]["int8"]["quantization_moves"] in (True, False)  # the settings each was timed with
 
 
 def _graph_facts(path: Path) -> dict:
