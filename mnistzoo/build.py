@@ -169,14 +169,14 @@ def _finished_in(run: Path, job: Job) -> bool:
 
 def _export_current(export: ExportRecord, card: TrainCard) -> bool:
     """The export passed parity, was made from the run's current checkpoint by the current conversion, and its int8
-    file (if any) was verified against the ONNX reference implementation and checked for lost accuracy (older
-    exports were not, and are redone)."""
+    file (if any) was verified against the ONNX reference implementation, checked for lost accuracy and timed
+    against float32 in interleaved rounds (older exports were not, and are redone)."""
     int8 = export.get("int8") or {}
     return (export["checkpoint_sha256"] == card["model_sha256"]
             and export["conversion"].get("route") == CONVERSION_ROUTE
             and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values())
             and ("skipped" in int8 or (int8.get("reference", {}).get("passed") is True
-                                       and "check_accuracy_delta" in int8)))
+                                       and "check_accuracy_delta" in int8 and "rounds" in int8)))
 
 
 def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainCard:

@@ -138,6 +138,16 @@ def test_jobs_finished_in_results_are_skipped_on_a_fresh_machine(local_runs: Pat
     assert seeds_of("mlp3@1", tmp_path / "runs") == [1]
     assert (results / "mlp3" / "seed1" / "card.json").is_file()
 
+def test_an_export_by_an_older_route_or_timing_is_redone(local_runs: Path) -> None:
+    run = run_dir("mlp3@1", 0, local_runs)
+    card, export = (json.loads((run / name).read_text()) for name in ("card.json", "export.json"))
+    assert build._export_current(export, card)
+    assert not build._export_current({**export, "conversion": {**export["conversion"], "route": "tf2onnx"}}, card)
+    untimed = {key: value for key, value in export["int8"].items() if key != "rounds"}  # timed one after the other
+    assert not build._export_current({**export, "int8": untimed}, card)
+    assert not build._export_current(export, {**card, "model_sha256": "0" * 64})  # another checkpoint
+
+
 def test_export_and_load_pretrained_pick_a_seed(local_runs: Path, home: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
