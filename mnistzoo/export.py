@@ -56,8 +56,8 @@ CALIBRATION_IMAGES = 1000
 CHECK_IMAGES = 2000  # training images that judge an int8 graph
 INT8_MIN_AGREEMENT = 0.997  # with float32 on the check images, for BatchNorm to fold
 INT8_MAX_CHECK_LOSS = 0.003  # accuracy on the check images int8 may lose before layers return to float32
-INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine,
-INT8_SPEED_ROUNDS = 5  # the two taking turns this many times; the ratio is the median of the rounds' ratios
+INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine
+INT8_SPEED_ROUNDS = 5  # the two files take turns this many times; the ratio is the median of the rounds' ratios
 INT8_OPSET = 19  # the first whose QuantizeLinear/DequantizeLinear onnx.reference.ReferenceEvaluator implements
 _GENERATED = re.compile(r"__\d+")
 

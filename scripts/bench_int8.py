@@ -11,8 +11,8 @@ accuracy is then not reported). Two int8 files are made with ``mnistzoo.export.q
 the export quantizes (BatchNorm not folded): "after" as the export makes it now, and "before" with the first
 convolution in int8 like every other layer. Each file is timed at batch 256 with its fastest onnxruntime
 settings (``runtime.tune``; "before" as before, without the quantization-move switch), the three taking turns
-within each round; the table gives the median over rounds of int8 throughput over float32. Every int8 file is also checked against
-``onnx.reference.ReferenceEvaluator`` on 16 test images.
+within each round; the table gives the median over rounds of int8 throughput over float32. Every int8 file is
+also checked against ``onnx.reference.ReferenceEvaluator`` on 16 test images.
 
 Making the files needs TensorFlow; timing them does not. ``--prepare`` writes them (and ``prepared.json``)
 into a folder, and ``--prepared`` times them on a machine with only onnxruntime and onnx, such as one whose
