@@ -54,21 +54,18 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
 
     calibration, check, labels = exporter.calibration_images(ds)
     origins = {}
-    for model_id in model_ids:
-        fp32 = directory / f"{model_id}.fp32.onnx"
-        try:
-            (found, origin), (keras_path, _) = locate(model_id), locate(model_id, "keras")
-            fp32.write_bytes(found.read_bytes())
-            graph, origins[model_id] = unfolded(keras_path), origin
-        except MnistZooError:
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx_path, keras_path = random_weights(model_id, Path(tmp))
-                fp32.write_bytes(onnx_path.read_bytes())
-                graph, origins[model_id] = unfolded(keras_path), None
-        known = labels if origins[model_id] else None  # random weights: no accuracy to keep
-        exporter.quantize_int8(graph, directory / f"{model_id}.before.onnx", calibration, check, known,
-                               float_first_conv=False)
-        exporter.quantize_int8(graph, directory / f"{model_id}.after.onnx", calibration, check, known)
+    with tempfile.TemporaryDirectory() as scratch:
+        for model_id in model_ids:
+            try:
+                (onnx_path, origins[model_id]), (keras_path, _) = locate(model_id), locate(model_id, "keras")
+            except MnistZooError:
+                (onnx_path, keras_path), origins[model_id] = random_weights(model_id, Path(scratch)), None
+            (directory / f"{model_id}.fp32.onnx").write_bytes(onnx_path.read_bytes())
+            graph = unfolded(keras_path)
+            known = labels if origins[model_id] else None  # random weights: no accuracy to keep
+            exporter.quantize_int8(graph, directory / f"{model_id}.before.onnx", calibration, check, known,
+                                   float_first_conv=False)
+            exporter.quantize_int8(graph, directory / f"{model_id}.after.onnx", calibration, check, known)
     (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
 
 
