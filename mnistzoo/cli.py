@@ -469,8 +469,8 @@ def eval_cmd(
     compare_keras: Annotated[bool, typer.Option("--compare-keras", help="Also time the Keras model "
                                                                         "(tf.function and predict).")] = False,
     tuned: Annotated[bool, typer.Option("--tune/--no-tune", help="Time each batch size with the fastest "
-                                        "onnxruntime settings for it (threads, spinning, optimisation level), "
-                                        "or all with the defaults.")] = True,
+                                        "onnxruntime settings for it (threads, spinning, optimisation level, "
+                                        "images per call), or all with the defaults.")] = True,
     atol: Annotated[float, typer.Option(help="Parity tolerance on |ONNX - Keras| probabilities.")] = 1e-5,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results here as JSON.")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Write confusion-matrix PNGs into this directory.")] = None,
@@ -516,9 +516,10 @@ def _print_eval(r: dict) -> None:
         table.add_column(col, justify="left" if col in ("runtime", "settings") else "right")
     ort_p50 = {row["batch_size"]: row["p50_ms"] for row in r["latency"]}
     for row in r["latency"] + r.get("keras_latency", []):
+        chunk = f", calls of {row['chunk']} images" if row.get("chunk") else ""
         settings = ("" if row.get("optimization") is None else
                     f"{'tuned: ' if row.get('tuned') else ''}{'spinning, ' if row['spinning'] else ''}"
-                    f"{row['optimization']} optimisation")
+                    f"{row['optimization']} optimisation{chunk}")
         table.add_row(row["provider"], str(row["batch_size"]), f"{row['p50_ms']:.3f}", f"{row['p90_ms']:.3f}",
                       f"{row['p99_ms']:.3f}", f"{row['images_per_s']:,.0f}", str(row["threads"]), settings,
                       f"{row['p50_ms'] / ort_p50[row['batch_size']]:.1f}x")

@@ -73,7 +73,7 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes.
 
     ``tuned``: time each batch size with the fastest onnxruntime settings for it (:func:`runtime.tune`:
-    threads unless ``threads`` fixes them, spinning, optimisation level), recorded in each latency row.
+    threads unless ``threads`` fixes them, spinning, optimisation level, images per call), recorded in each latency row.
     """
     path = Path(path)
     batch_sizes = list(DEFAULT_BATCH_SIZES if batch_sizes is None else batch_sizes)

@@ -156,7 +156,8 @@ def _spread(values: list[float]) -> dict:
 
 def _settings(settings: SessionSettings) -> str:
     spin = "" if settings.threads == 1 else ", spin" if settings.spinning else ", no spin"
-    return f"{settings.threads} thr{spin}, {settings.optimization}"
+    chunk = f", calls of {settings.chunk}" if settings.chunk else ""
+    return f"{settings.threads} thr{spin}, {settings.optimization}{chunk}"
 
 
 def measure(model_id: str, rounds: int, runs: int, directory: Path) -> dict:

@@ -1,5 +1,5 @@
 """Where int8 pays: each CNN's int8 file against its float32 file at batch 256, before and after the float32
-first convolution, on this CPU.
+first convolution and the calls of fewer images, on this CPU.
 
     python scripts/bench_int8.py [--models cnn2_k3,...] [--rounds 5] [--load TEXT] [--out benchmarks/int8.md]
     python scripts/bench_int8.py --prepare DIR [--models ...]      # the files only (needs TensorFlow)
@@ -10,9 +10,10 @@ home, starter pack), else the architecture with seeded random weights (speed doe
 accuracy is then not reported). Two int8 files are made with ``mnistzoo.export.quantize_int8`` from the graph
 the export quantizes (BatchNorm not folded): "after" as the export makes it now, and "before" with the first
 convolution in int8 like every other layer. Each file is timed at batch 256 with its fastest onnxruntime
-settings (``runtime.tune``; "before" as before, without the quantization-move switch), the three taking turns
-within each round; the table gives the median over rounds of int8 throughput over float32. Every int8 file is
-also checked against ``onnx.reference.ReferenceEvaluator`` on 16 test images.
+settings (``runtime.tune``; "before" as before, without the quantization-move switch), and "after" once more
+with those settings but the whole batch in one call (what tuning gained by smaller calls, ``chunk``), the four
+taking turns within each round; the table gives the median over rounds of int8 throughput over float32. Every
+int8 file is also checked against ``onnx.reference.ReferenceEvaluator`` on 16 test images.
 
 Making the files needs TensorFlow; timing them does not. ``--prepare`` writes them (and ``prepared.json``)
 into a folder, and ``--prepared`` times them on a machine with only onnxruntime and onnx, such as one whose
@@ -27,6 +28,7 @@ import statistics
 import sys
 import tempfile
 from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 
 from mnistzoo import data
@@ -74,9 +76,12 @@ def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, d
     files = {name: directory / f"{model_id}.{name}.onnx" for name in VARIANTS}
     sessions = {name: tune(path, ds.x_test, [BATCH], threads=threads, quantized=name == "after")[BATCH]
                 for name, path in files.items()}
+    after = sessions["after"].mnistzoo_settings
+    sessions["one_call"] = make_session(files["after"], settings=replace(after, chunk=None))
     ips = interleaved_throughput(sessions, ds.x_test, BATCH, rounds=rounds, seconds=0.5)
-    ratio = {name: median_ratio(ips[name], ips["fp32"]) for name in ("before", "after")}
+    ratio = {name: median_ratio(ips[name], ips["fp32"]) for name in ("before", "one_call", "after")}
     row = {"model": model_id, "trained": trained, "macs": model_stats(get_model(model_id)).macs, **ratio,
+           "chunk": {name: sessions[name].mnistzoo_settings.chunk for name in ("fp32", "after")},
            "fp32_ips": statistics.median(ips["fp32"]),
            "reference": max(reference_max_diff(files[name], ds.x_test[:16]) for name in ("before", "after"))}
     if trained:
@@ -95,24 +100,27 @@ def render(rows: list[dict], args: argparse.Namespace, made_on: dict | None) -> 
     made = (f" The files were made with `--prepare DIR` on {made_on['cpu']} (TensorFlow {made_on['tensorflow']}, "
             f"onnxruntime {made_on['onnxruntime']}) and timed here." if made_on else "")
     lines = [
-        "# int8 against float32 at batch 256, before and after the float32 first convolution", "",
+        "# int8 against float32 at batch 256, before and after the float32 first convolution and smaller calls", "",
         f"Measured {when} by `{command}` on {env['cpu']} ({env['cores']} cores; "
         f"vector features: {', '.join(env['cpu_features']) or 'none listed'}; int8 dot-product instructions: "
         f"{', '.join(int8_features(cpu_features())) or 'none (no VNNI, no AMX)'}), onnxruntime {env['onnxruntime']}. "
         f"Load: {args.load}{made}", "",
         "Each file at its fastest onnxruntime settings; ratios are int8 images/s over float32 images/s within a "
-        "round, median over rounds. Accuracy (10,000 test images) only for a trained run; otherwise the weights "
+        "round, median over rounds. `one call`: the int8 file after, with its settings but the whole batch in one "
+        "call; `calls of`: the images per call tuning chose for float32 / int8 (`—`: the whole batch). "
+        "Accuracy (10,000 test images) only for a trained run; otherwise the weights "
         "are seeded random, which does not change the speed. `reference`: the largest |onnxruntime - "
         "onnx.reference| probability difference of either int8 file on 16 test images.", "",
-        f"| model | MACs/image | weights | float32 images/s | int8 before | int8 after | ≥ {GOAL}x | "
-        "accuracy change before | after | reference |",
-        "|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
+        f"| model | MACs/image | weights | float32 images/s | int8 before | after, one call | int8 after | "
+        f"≥ {GOAL}x | calls of | accuracy change before | after | reference |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:
         acc = (f"{100 * r['before_drop']:+.2f} pp | {100 * r['after_drop']:+.2f} pp" if r["trained"] else "— | —")
         weights = f"trained ({r['trained']})" if r["trained"] else "random"
+        calls = " / ".join(str(r["chunk"][name] or "—") for name in ("fp32", "after"))
         lines.append(f"| {r['model']} | {r['macs']:,} | {weights} | "
-                     f"{r['fp32_ips']:,.0f} | {r['before']:.2f}x | {r['after']:.2f}x | "
-                     f"{'yes' if r['after'] >= GOAL else 'NO'} | {acc} | {r['reference']:.1e} |")
+                     f"{r['fp32_ips']:,.0f} | {r['before']:.2f}x | {r['one_call']:.2f}x | {r['after']:.2f}x | "
+                     f"{'yes' if r['after'] >= GOAL else 'NO'} | {calls} | {acc} | {r['reference']:.1e} |")
     met = sum(r["after"] >= GOAL for r in rows)
     lines += ["", f"**Goal** (int8 ≥ {GOAL}x float32 for every CNN): {met} of {len(rows)} met on this CPU."]
     return "\n".join(lines) + "\n"

@@ -51,7 +51,7 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
 def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_file: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from mnistzoo.runtime import SessionSettings, candidate_settings, make_session, predict_onnx, tune
+    from mnistzoo.runtime import CHUNKS, SessionSettings, candidate_settings, make_session, predict_onnx, tune
 
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28)).astype(np.float32)
     candidates = candidate_settings(quantized=True)
@@ -61,9 +61,11 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
     expected = predict_onnx(make_session(onnx_file), x)
     for settings in candidates:
         np.testing.assert_allclose(predict_onnx(make_session(onnx_file, settings=settings), x), expected, atol=1e-6)
-    chosen = tune(onnx_file, x, [1, 16], threads=1, rounds=2, seconds=0.01)
-    assert set(chosen) == {1, 16}
+    chosen = tune(onnx_file, x, [1, 64], threads=1, rounds=2, seconds=0.01)
+    assert set(chosen) == {1, 64}
     assert all(s.get_session_options().intra_op_num_threads == 1 for s in chosen.values())  # --threads fixes it
+    assert chosen[1].mnistzoo_settings.chunk is None and chosen[64].mnistzoo_settings.chunk in {None, 32, 16}
+    assert set(CHUNKS) >= {32, 16} and max(CHUNKS) < 256  # batch 256 gets smaller calls to try
     kept = tune(onnx_file, x, [1], seconds=0.001, margin=1.0)  # none can be 100 % faster: the defaults stay
     assert kept[1].mnistzoo_settings == SessionSettings(threads=os.cpu_count())
     proc = run_cli("eval", str(onnx_file), *FAST, "--no-tune", "--threads", "1", "--json", str(tmp_path / "e.json"))
@@ -71,6 +73,22 @@ def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_f
     rows = json.loads((tmp_path / "e.json").read_text())["latency"]
     assert [(r["tuned"], r["threads"], r["optimization"], r["quantization_moves"]) for r in rows] == \
         [(False, 1, "all", True)] * 2
+
+
+def test_a_chunked_session_runs_a_batch_as_calls_of_that_many_images(onnx_file: Path) -> None:
+    import numpy as np
+
+    from mnistzoo.runtime import SessionSettings, infer, make_session
+
+    x = np.random.default_rng(1).integers(0, 256, (40, 28, 28)).astype(np.float32)
+    chunked = make_session(onnx_file, settings=SessionSettings(chunk=16))
+    sizes: list[int] = []
+    run = chunked.run
+    chunked.run = lambda names, feed: sizes.append(len(feed["image"])) or run(names, feed)
+    np.testing.assert_allclose(infer(chunked, x), infer(make_session(onnx_file), x), atol=1e-6)
+    assert sizes == [16, 16, 8]
+    infer(chunked, x[:16])
+    assert sizes[3:] == [16]
 
 
 def test_throughput_is_compared_within_rounds_that_take_turns(monkeypatch: pytest.MonkeyPatch) -> None:
