@@ -72,6 +72,7 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     import onnxruntime as ort
 
     from mnistzoo.export import read_card
+    from mnistzoo.runtime import CHUNKS
 
     ds = data.load("mnist")
     x, y = ds.x_test[:2000].astype(np.float32), ds.y_test[:2000]
@@ -86,7 +87,9 @@ def test_int8_runs_within_one_point_of_fp32(exported: Path) -> None:
     card = read_card(onnx.load(str(exported / "model.int8.onnx")))["int8"]  # the int8 file says it of itself
     assert card["throughput_ratio"] == record["throughput_ratio"] and card["int8_accuracy"] == record["int8_accuracy"]
     assert card["batch_size"] == 256 and card["rounds"] == 5 and isinstance(card["cpu_int8_features"], list)
-    assert record["settings"]["int8"]["quantization_moves"] in (True, False)  # the settings each was timed with
+    for name in ("fp32", "int8"):  # the settings each was timed with, the images per call among them
+        assert record["settings"][name]["chunk"] in (None, *CHUNKS)
+    assert record["settings"]["int8"]["quantization_moves"] in (True, False)
 
 
 def _graph_facts(path: Path) -> dict:
