@@ -198,3 +198,17 @@ def test_bad_input(onnx_file: Path, tmp_path: Path, make, args: tuple[str, ...],
         pytest.skip("this machine has CUDA")
     path = make(onnx_file, tmp_path)
     assert_one_line_error(run_cli("eval", str(path), *args), 2, *fragments)
+
+
+def test_the_cpu_name_tells_generations_with_one_model_name_apart(tmp_path: Path) -> None:
+    from mnistzoo._env import cpu_name
+
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\nmodel name\t: AMD EPYC\n"
+    zen1, zen2 = tmp_path / "zen1", tmp_path / "zen2"
+    zen1.write_text(block.format(n=0, f=23, m=1) + "\n" + block.format(n=1, f=23, m=1))
+    zen2.write_text(block.format(n=0, f=23, m=49))
+    assert cpu_name(zen1) == "AMD EPYC (family 23 model 1)"
+    assert cpu_name(zen2) == "AMD EPYC (family 23 model 49)"
+    bare = tmp_path / "bare"
+    bare.write_text("processor\t: 0\nmodel name\t: Some CPU\n")
+    assert cpu_name(bare) == "Some CPU"
