@@ -25,14 +25,19 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        block = path.read_text().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {key.strip(): value.strip() for key, value in (ln.split(":", 1) for ln in block.splitlines() if ":" in ln)}
+
+
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name with its family and model numbers (``/proc/cpuinfo``; a virtual machine's name, such as
     "AMD EPYC", can stand for generations whose speeds differ 2x), or what ``platform`` says."""
-    try:
-        fields = dict(ln.split(":", 1) for ln in cpuinfo.read_text().split("\n\n")[0].splitlines() if ":" in ln)
-    except OSError:
-        fields = {}
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = _cpuinfo(cpuinfo)
     if "model name" not in fields:
         return platform.processor() or platform.machine()
     if {"cpu family", "model"} <= fields.keys():
@@ -42,11 +47,7 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 def cpu_features() -> list[str]:
     """The CPU's vector and int8/bf16 extensions that change inference speed or numerics (``/proc/cpuinfo``)."""
-    try:
-        flags = next(ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                     if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
+    flags = _cpuinfo().get("flags", "").split()
     return [f for f in CPU_FEATURES if f in flags]
 
 
