@@ -81,11 +81,13 @@ def parse_card(text: str | None, origin: str = "the ONNX file") -> OnnxCard | No
 
 
 def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
-                 origin: Path | str | None = None, settings: SessionSettings | None = None) -> ort.InferenceSession:
+                 origin: Path | str | None = None, settings: SessionSettings | None = None,
+                 profile: str | None = None) -> ort.InferenceSession:
     """The one onnxruntime session factory: explicit provider, optimisation level, threads and spinning.
 
     ``model``: a path, serialized bytes, or an ``onnx.ModelProto``; ``origin`` names it in errors;
-    ``settings`` (default: all cores, spinning, every optimisation) takes ``threads`` from ``threads`` if unset.
+    ``settings`` (default: all cores, spinning, every optimisation) takes ``threads`` from ``threads`` if unset;
+    ``profile``: a file prefix for onnxruntime's profiler (its JSON is written by ``session.end_profiling()``).
     """
     settings = settings or SessionSettings()
     threads = settings.threads or threads
@@ -103,6 +105,8 @@ def make_session(model: Any, provider: str = "cpu", threads: int | None = None,
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors raise; its warnings (unused initializers of a quantized file) are noise
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    if profile:
+        options.enable_profiling, options.profile_file_prefix = True, profile
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     try:
         session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,

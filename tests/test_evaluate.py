@@ -91,6 +91,21 @@ def test_a_chunked_session_runs_a_batch_as_calls_of_that_many_images(onnx_file: 
     assert sizes[3:] == [16]
 
 
+def test_a_profiling_session_writes_each_call_and_node_where_it_was_told(onnx_file: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from mnistzoo.runtime import SessionSettings, infer, make_session
+
+    x = np.zeros((40, 28, 28), np.float32)
+    session = make_session(onnx_file, settings=SessionSettings(chunk=16), profile=str(tmp_path / "p"))
+    infer(session, x)
+    written = Path(session.end_profiling())
+    assert written.parent == tmp_path and written.name.startswith("p")
+    events = json.loads(written.read_text())
+    assert sum(e["name"] == "model_run" for e in events) == 3
+    assert any(e.get("cat") == "Node" and e["name"].endswith("_kernel_time") for e in events)
+
+
 def test_throughput_is_compared_within_rounds_that_take_turns(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
