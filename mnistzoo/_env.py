@@ -6,6 +6,7 @@ GPUs are listed by TensorFlow when it is already loaded (training, export), else
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -25,8 +26,9 @@ def _version(name: str) -> str | None:
         return None
 
 
+@functools.cache
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
-    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none)."""
+    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none), read once a process."""
     try:
         block = path.read_text().split("\n\n")[0]
     except OSError:

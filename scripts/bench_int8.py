@@ -42,6 +42,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import helper
 
 from mnistzoo import data
 from mnistzoo._env import cpu_features, environment, int8_features
@@ -96,9 +98,6 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
 def kernel_gops(rounds: int) -> dict[tuple[int, int, int], dict[str, float]]:
     """onnxruntime's matmul kernels alone, all cores: for each of :data:`KERNEL_SHAPES`, the GOP/s of float32
     ``MatMul`` and of ``MatMulInteger`` in each of :data:`PAIRINGS`, the median over ``rounds`` interleaved rounds."""
-    import onnx
-    from onnx import helper
-
     rng = np.random.default_rng(0)
     kinds = {"fp32": (np.float32, np.float32), **PAIRINGS}
     result = {}
@@ -110,8 +109,8 @@ def kernel_gops(rounds: int) -> dict[tuple[int, int, int], dict[str, float]]:
             node = helper.make_node("MatMul" if kind == "fp32" else "MatMulInteger", ["a", "b"], ["c"])
             graph = helper.make_graph(
                 [node], kind, [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
-                [helper.make_tensor_value_info("c", helper.np_dtype_to_tensor_dtype(
-                    np.dtype(np.float32 if kind == "fp32" else np.int32)), (rows, cols))],
+                [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT if kind == "fp32" else
+                                               onnx.TensorProto.INT32, (rows, cols))],
                 [onnx.numpy_helper.from_array(b, "b")])
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
             runs[kind], feeds[kind] = make_session(model), {"a": a}
