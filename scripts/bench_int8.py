@@ -119,7 +119,7 @@ def kernel_gops(rounds: int) -> dict[tuple[int, int, int], dict[str, float]]:
         seconds = {kind: [] for kind in kinds}
         for _ in range(rounds):
             for kind, session in runs.items():
-                settle(session)
+                settle()
                 seconds[kind].append(float(np.median(time_runs(lambda: session.run(None, feeds[kind]), 5, 1, None))))
         result[(rows, depth, cols)] = {kind: 2 * rows * depth * cols / statistics.median(t) / 1e9
                                        for kind, t in seconds.items()}
@@ -156,21 +156,21 @@ def matmul_profiles(files: dict[str, Path], settings: dict[str, SessionSettings]
                 if e["args"]["op_name"] in MATMUL_OPS:  # "[fused ]<model>/<layer>/..."
                     matmuls[e["name"].split("/")[1] if "/" in e["name"] else e["name"]][batch] += e["dur"]
         for r, profile in enumerate(rounds):
-            timed = slice(r * per_round + 1, (r + 1) * per_round)  # the round's batches but its first
-            profile[name] = {"total": float(np.median(totals[timed])) / 1e3,
-                             "matmuls": {layer: float(np.median(us[timed])) / 1e3 for layer, us in matmuls.items()}}
+            kept = slice(r * per_round + 1, (r + 1) * per_round)  # the round's batches but its first
+            profile[name] = {"total": float(np.median(totals[kept])) / 1e3,
+                             "matmuls": {layer: float(np.median(us[kept])) / 1e3 for layer, us in matmuls.items()}}
     return rounds
 
 
-def mix_gains(profiles: dict[str, dict]) -> tuple[dict[str, float], dict[str, float]]:
-    """For one round's profiles: each file's time over the least a mix of the files could take (each float32
-    layer at the fastest of its matmul kernels in any file, plus the least time any file spent on all other
-    operators), and over that mix's matmul time alone (all other operators free)."""
+def mix_gains(profiles: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """For one round's profiles: each file's time over the least a mix of the files could take (``bound``: each
+    float32 layer at the fastest of its matmul kernels in any file, plus the least time any file spent on all other
+    operators), and over that mix's matmul time alone (``ceiling``: all other operators free)."""
     fastest = sum(min(p["matmuls"].get(layer, ms) for p in profiles.values())
                   for layer, ms in profiles["fp32"]["matmuls"].items())
     other = min(p["total"] - sum(p["matmuls"].values()) for p in profiles.values())
-    return ({name: p["total"] / (fastest + other) for name, p in profiles.items()},
-            {name: p["total"] / fastest for name, p in profiles.items()})
+    return {"bound": {name: p["total"] / (fastest + other) for name, p in profiles.items()},
+            "ceiling": {name: p["total"] / fastest for name, p in profiles.items()}}
 
 
 def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, directory: Path,
@@ -190,12 +190,12 @@ def measure(model_id: str, trained: str | None, ds: data.Dataset, rounds: int, d
         rounds = matmul_profiles(files, {name: sessions[name].mnistzoo_settings for name in files}, ds.x_test,
                                  Path(scratch))
     gains = [mix_gains(profiles) for profiles in rounds]
-    timed = {"fp32": 1.0, "before": ratio["before"], "after": ratio["after"]}
+    timed = {"fp32": 1.0, **ratio}
     row |= {"fp32_ms": statistics.median(p["fp32"]["total"] for p in rounds),
             "matmul_share": statistics.median(sum(p["fp32"]["matmuls"].values()) / p["fp32"]["total"] for p in rounds),
             "profiled": statistics.median(p["fp32"]["total"] / p["after"]["total"] for p in rounds),
-            **{key: max(timed[name] * statistics.median(g[i][name] for g in gains) for name in files)
-               for i, key in enumerate(("bound", "ceiling"))}}
+            **{key: max(timed[name] * statistics.median(g[key][name] for g in gains) for name in files)
+               for key in ("bound", "ceiling")}}
     if trained:
         acc = {name: float((predict_onnx(make_session(path), ds.x_test).argmax(1) == ds.y_test).mean())
                for name, path in files.items()}
