@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test weights clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("mnistzoo needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -22,6 +22,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Every committed checkpoint (results/<id>/seed0/model.weights.h5) exported through the verified export into the
+# published zoo dist/zoo/, each file checked against published/manifest.json (exit 1 if one differs), packaged as
+# weights wheels in dist/weights/ and installed here: then every model loads offline, without TensorFlow.
+weights: $(STAMP)
+	$(BIN)/mnistzoo publish dist/zoo --results results --manifest published/manifest.json
+	$(BIN)/mnistzoo package dist/zoo --out dist/weights
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall dist/weights/*.whl
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

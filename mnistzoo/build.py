@@ -35,16 +35,19 @@ from ._extras import require_extra
 from ._io import atomic_path
 from .contract import CONVERSION_ROUTE
 from .errors import InvalidInput, MnistZooError
-from .records import (SCHEMA, EvalRecord, ExportRecord, SeedSummary, TrainCard, dump_record, read_record,
-                      write_record)
-from .runs import run_dir, seed_dir_name
+from ._io import sha256_file
+from .records import (SCHEMA, EvalRecord, ExportRecord, SeedSummary, TrainCard, checkpoint_sha256, dump_record,
+                      read_record, write_record)
+from .runs import (CARD, CURVES, EVAL, EXPORT, HISTORY, KERNELS, ONNX, PUBLISHED_SEED, TEST_INPUT, TEST_OUTPUT,
+                   WEIGHTS, run_dir, seed_dir_name)
 from .runtime import first_line
 from .zoo import get_model, list_models
 
 ENGINES = ("local", "ray")
 MAX_RETRIES = 2  # a job whose worker process dies is run again this many times
 PARTIAL, PARTIAL_FILES = "partial", ("checkpoint.keras", "state.json")  # the checkpoint first: state is the commit
-RESULT_RECORDS = ("card.json", "history.json", "curves.png", "export.json", "eval.json", "kernels.png")
+RESULT_RECORDS = (CARD, HISTORY, CURVES, EXPORT, EVAL, KERNELS)
+PUBLISHED_FILES = (WEIGHTS, TEST_INPUT, TEST_OUTPUT)  # results/ keeps these of PUBLISHED_SEED's run too
 EVAL_BATCH_SIZES = [1, 256]
 _SEEDS = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
 
@@ -60,12 +63,14 @@ class BuildError(MnistZooError):
 
 @dataclass(frozen=True)
 class Job:
-    """One (model, seed) to train, export and evaluate; ``epochs``/``limit`` shorten it (not the full recipe)."""
+    """One (model, seed) to train, export and evaluate; ``epochs``/``limit`` shorten it (not the full recipe);
+    ``timed`` measures int8 speed and latency on this machine (off: the records say nothing of speed)."""
 
     model: str  # id@version
     seed: int
     epochs: int | None = None
     limit: int | None = None
+    timed: bool = True
 
     @property
     def key(self) -> str:
@@ -116,7 +121,7 @@ def parse_seeds(text: str) -> list[int]:
 def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool = False, seeds: Iterable[int] = (0,),
          epochs: int | None = None, limit: int | None = None, engine: str = "local", address: str | None = None,
          cpus_per_job: int | None = None, gpus_per_job: float = 0.0, runs: Path | None = None,
-         results: Path | None = None) -> BuildPlan:
+         results: Path | None = None, timed: bool = True) -> BuildPlan:
     """Check every option and name, and list the jobs (model-major, seeds ascending); no work starts here."""
     if engine not in ENGINES:
         raise InvalidInput(f"unknown --engine {engine!r}; choose local or ray")
@@ -145,7 +150,9 @@ def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool 
         require_extra("ray", "--engine ray")
         if address not in (None, "auto"):
             _probe(address)
-    jobs = [Job(name, s, epochs, limit) for name in dict.fromkeys(names) for s in seeds]
+    if not isinstance(timed, bool):
+        raise InvalidInput(f"timed must be True or False, got {timed!r}")
+    jobs = [Job(name, s, epochs, limit, timed) for name in dict.fromkeys(names) for s in seeds]
     return BuildPlan(jobs, engine, address, cpus_per_job, float(gpus_per_job), runs, results)
 
 
@@ -154,62 +161,73 @@ def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool 
 
 def _finished_in(run: Path, job: Job) -> bool:
     """``run`` (a run directory, or a run's records under ``--results``) holds ``job`` trained with its settings,
-    exported with passing parity and evaluated: nothing left to do."""
+    exported with passing parity and evaluated, and for :data:`PUBLISHED_SEED` its weights file: nothing left to
+    do."""
     try:
         card = read_record(run / "card.json", TrainCard, "")
         export = read_record(run / "export.json", ExportRecord, "")
-        read_record(run / "eval.json", EvalRecord, "")
+        evaluated = read_record(run / "eval.json", EvalRecord, "")
     except InvalidInput:
         return False
     recipe = get_model(job.model).spec.recipe
     wanted = {**asdict(recipe), "epochs": job.epochs or recipe.epochs}
     return (card["recipe"] == wanted and card["overrides"].get("limit") == job.limit
-            and card.get("precision", "float32") == "float32" and _export_current(export, card))
+            and card.get("precision", "float32") == "float32" and _export_current(export, card, job.timed)
+            and (bool(evaluated["latency"]) or not job.timed)
+            and (job.seed != PUBLISHED_SEED or _weights_kept(run, card)))
 
 
-def _export_current(export: ExportRecord, card: TrainCard) -> bool:
+def _weights_kept(run: Path, card: TrainCard) -> bool:
+    return bool(card.get("weights_sha256")) and (run / WEIGHTS).is_file() and \
+        sha256_file(run / WEIGHTS) == card["weights_sha256"]
+
+
+def _export_current(export: ExportRecord, card: TrainCard, timed: bool = True) -> bool:
     """The export passed parity, was made from the run's current checkpoint by the current conversion, and its int8
-    file (if any) was verified against the ONNX reference implementation, checked for lost accuracy and timed
-    against float32 in interleaved rounds (older exports were not, and are redone)."""
+    file (if any) was verified against the ONNX reference implementation, checked for lost accuracy and (``timed``)
+    timed against float32 in interleaved rounds (older exports were not, and are redone)."""
     int8 = export.get("int8") or {}
-    return (export["checkpoint_sha256"] == card["model_sha256"]
+    return (export["checkpoint_sha256"] == checkpoint_sha256(card)
             and export["conversion"].get("route") == CONVERSION_ROUTE
             and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values())
             and ("skipped" in int8 or (int8.get("reference", {}).get("passed") is True
-                                       and "check_accuracy_delta" in int8 and "rounds" in int8)))
+                                       and "check_accuracy_delta" in int8 and ("rounds" in int8 or not timed))))
 
 
 def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainCard:
-    """Train (or resume) ``job``'s run, export it with int8 unless a passing export exists, evaluate it."""
+    """Train (or resume) ``job``'s run, keep its weights, export it with int8 unless a passing export of those
+    weights exists, evaluate it."""
+    from .checkpoints import keep_weights
     from .evaluate import evaluate
     from .export import export
     from .train import train
 
     result = train(job.model, epochs=job.epochs, limit=job.limit, seed=job.seed, out=runs, on_epoch=on_epoch)
     run = result.run_dir
+    result.card = keep_weights(run)  # a run trained before weights were kept gets its weights file now
     try:
-        current = _export_current(read_record(run / "export.json", ExportRecord, ""), result.card)
+        current = _export_current(read_record(run / EXPORT, ExportRecord, ""), result.card, job.timed)
     except InvalidInput:
         current = False
     if not current:
-        export(job.model, runs=runs, seed=job.seed, quantize="int8")
-        (run / "eval.json").unlink(missing_ok=True)
-    if not (run / "eval.json").exists():
+        export(job.model, runs=runs, seed=job.seed, quantize="int8", measure_speed=job.timed)
+        (run / EVAL).unlink(missing_ok=True)
+    if not (run / EVAL).exists() or (job.timed and not read_record(run / EVAL, EvalRecord, "")["latency"]):
         _evaluate_run(run, job, evaluate)
     return result.card
 
 
 def _evaluate_run(run: Path, job: Job, evaluate: Callable[..., dict]) -> None:
     """``eval.json`` (accuracy, parity, latency; paths relative to the runs directory) and ``kernels.png``."""
-    import keras
-
     from .report import plot_kernels
 
-    record = evaluate(run / "model.onnx", batch_sizes=EVAL_BATCH_SIZES, keras_path=run / "model.keras")
-    record["path"] = f"{job.key}/model.onnx"
-    record["parity"]["checkpoint"] = f"{job.key}/model.keras"
-    plot_kernels(keras.models.load_model(run / "model.keras"), f"{job.model} seed {job.seed}: hidden-layer kernels",
-                 run / "kernels.png")
+    from .keras_runtime import load_keras
+
+    record = evaluate(run / ONNX, batch_sizes=EVAL_BATCH_SIZES, keras_path=run / WEIGHTS, timed=job.timed)
+    record["path"] = f"{job.key}/{ONNX}"
+    record["parity"]["checkpoint"] = f"{job.key}/{WEIGHTS}"
+    plot_kernels(load_keras(run / WEIGHTS, job.model), f"{job.model} seed {job.seed}: hidden-layer kernels",
+                 run / KERNELS)
     write_record(run / "eval.json", record)
 
 
@@ -237,7 +255,7 @@ def save_partial(job: Job, runs: Path | None, results: Path) -> None:
 def collect(job: Job, runs: Path | None, results: Path) -> Path:
     """Copy a finished job's records to ``<results>/<id>/seed<k>/`` (dropping its partial state), resummarise."""
     run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed)
-    for name in RESULT_RECORDS:
+    for name in RESULT_RECORDS + (PUBLISHED_FILES if job.seed == PUBLISHED_SEED else ()):
         if (run / name).exists():
             _put(dest / name, (run / name).read_bytes())
     shutil.rmtree(dest / PARTIAL, ignore_errors=True)

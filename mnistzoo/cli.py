@@ -112,6 +112,7 @@ def data_info(
 
 
 def _model_record(model_id: str) -> dict:
+    from .pretrained import where
     from .zoo import get_model
     from .zoo.stats import model_stats
 
@@ -119,7 +120,7 @@ def _model_record(model_id: str) -> dict:
     spec = model.spec
     stats = model_stats(model)
     return {"id": model.id, "version": model.version, "study": model.study, "dataset": spec.recipe.dataset,
-            **stats.to_dict(), "reference": asdict(spec.reference)}
+            **stats.to_dict(), "reference": asdict(spec.reference), "available": where(model.name)}
 
 
 @app.command("list")
@@ -128,7 +129,11 @@ def list_cmd(
     study: StudyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """List the zoo's models with parameters, MACs per image and the notebook's test accuracy."""
+    """List the zoo's models with parameters, MACs per image, the notebook's test accuracy, and where each model's
+    ONNX file is: zoo home, weights package, starter pack, hub cache, or not available.
+
+    Examples: `mnistzoo list`, `mnistzoo list 'cnn5*'`, `mnistzoo list --study depth --json`.
+    """
     from .zoo import list_models
 
     records = [_model_record(i) for i in list_models(pattern, study)]
@@ -139,12 +144,13 @@ def list_cmd(
         raise MnistZooError(f"no model matches '{pattern}'; try `mnistzoo list` for all ids")
     table = Table(title=f"mnistzoo: {len(records)} models")
     for col, justify in (("id", "left"), ("ver", "right"), ("study", "left"), ("dataset", "left"),
-                         ("params", "right"), ("MACs", "right"), ("notebook test acc", "right")):
+                         ("params", "right"), ("MACs", "right"), ("notebook test acc", "right"),
+                         ("available", "left")):
         table.add_column(col, justify=justify, no_wrap=col == "id")
     for r in records:
         acc = r["reference"]["test_accuracy"]
         table.add_row(r["id"], str(r["version"]), r["study"], r["dataset"], f"{r['params_total']:,}",
-                      f"{r['macs']:,}", "-" if acc is None else f"{acc:.4f}")
+                      f"{r['macs']:,}", "-" if acc is None else f"{acc:.4f}", r["available"] or "not available")
     console.print(table)
 
 
@@ -363,6 +369,9 @@ def build_cmd(
                                                          "DIR/<id>/seed<k>/ with DIR/<id>/summary.json, and each "
                                                          "unfinished run's resumable state to "
                                                          "DIR/<id>/seed<k>/partial/ (restored from there).")] = None,
+    timed: Annotated[bool, typer.Option("--timed/--untimed", help="Measure int8 speed and latency on this machine "
+                                                                  "(--untimed: accuracy and parity only, e.g. while "
+                                                                  "other work runs beside the build).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print each job's outcome as a JSON list.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live table.")] = False,
 ) -> None:
@@ -372,7 +381,7 @@ def build_cmd(
 
     build_plan = build.plan(ids or [], study=study, all_models=all_models, seeds=build.parse_seeds(seeds),
                             epochs=epochs, limit=limit, engine=engine, address=address, cpus_per_job=cpus_per_job,
-                            gpus_per_job=gpus_per_job, runs=runs, results=results)
+                            gpus_per_job=gpus_per_job, runs=runs, results=results, timed=timed)
     global _interrupt_note
     _interrupt_note = "each run keeps its last complete epoch; rerun the same command to resume"
     with _BuildBoard(build_plan.jobs, live=not quiet and not as_json) as board:
@@ -456,7 +465,9 @@ def _int_list(text: str, option: str) -> list[int]:
 
 @app.command("eval")
 def eval_cmd(
-    models: Annotated[list[Path], typer.Argument(metavar="MODEL.onnx...", help="ONNX files to evaluate.")],
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL.onnx|ID...", help="ONNX files to evaluate, or "
+                                                 "model ids (their published file: zoo home, weights package, "
+                                                 "starter pack, hub).")],
     dataset: Annotated[Optional[str], typer.Option(help="Test set for a file without an mnistzoo card: "
                                                         "mnist or fashion_mnist.")] = None,
     keras_path: Annotated[Optional[Path], typer.Option("--keras", help="Keras checkpoint for the parity check "
@@ -475,11 +486,16 @@ def eval_cmd(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results here as JSON.")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Write confusion-matrix PNGs into this directory.")] = None,
 ) -> None:
-    """Accuracy, parity with the Keras checkpoint (exit 1 when it fails) and latency of ONNX files."""
+    """Accuracy, parity with the Keras checkpoint (exit 1 when it fails) and latency of ONNX files.
+
+    Examples: `mnistzoo eval model.onnx --json r.json`; `mnistzoo eval cnn5_k3 --batch-sizes 1,256`.
+    """
     from .evaluate import evaluate
     from .errors import VerificationError
+    from .pretrained import model_file
 
     sizes = _int_list(batch_sizes, "--batch-sizes")
+    models = [model_file(str(m)) for m in models]  # every argument resolved before any is evaluated
     if json_path is not None:
         output_file(json_path, "--json")
     results = [evaluate(m, dataset=dataset, keras_path=keras_path, provider=provider, threads=threads,
@@ -538,9 +554,11 @@ def predict_cmd(
                                                         "pictures), resize (plain 28x28 resize) or none.")] = None,
     show_input: Annotated[Optional[Path], typer.Option("--show-input", help="Write the 28x28 images the model "
                                                                             "saw to this PNG.")] = None,
+    seed: Annotated[int, typer.Option(help="Which training run (the published zoo holds seed 0).")] = 0,
+    int8: Annotated[bool, typer.Option("--int8", help="Use the model's int8 file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """Classify pictures with a pretrained model (zoo home, then starter pack, then MNISTZOO_HUB).
+    """Classify pictures with a pretrained model (zoo home, weights packages, starter pack, then MNISTZOO_HUB).
 
     Pictures are prepared the way MNIST was made: polarity detected, paper and specks removed,
     cropped to the ink, fitted to 20x20 and centred by mass in 28x28.
@@ -552,7 +570,7 @@ def predict_cmd(
 
     if show_input is not None:
         output_file(show_input, "--show-input")
-    classifier = load_pretrained(model)
+    classifier = load_pretrained(model, seed=seed, int8=int8)
     try:
         pixels = as_images([str(p) for p in images], invert=invert, prepare=prepare,
                            dataset=classifier.card["dataset"])
@@ -581,33 +599,73 @@ def predict_cmd(
 @app.command("publish")
 def publish_cmd(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Hub directory to write (created if needed).")],
-    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Exported models to publish "
+    ids: Annotated[Optional[list[str]], typer.Argument(metavar="[ID]...", help="Models to publish "
                                                                               "(default: all).")] = None,
     runs: Annotated[Optional[Path], typer.Option(help="Where the runs are (default: $MNISTZOO_HOME/runs).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Rebuild from the weights kept in this results/ folder "
+                                                         "instead of copying runs (what `make weights` does).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="With --results: the committed manifest every rebuilt "
+                                                          "file must match (exit 1 if one differs).")] = None,
+    update: Annotated[bool, typer.Option("--update", help="With --manifest: rewrite it from this rebuild (after a "
+                                                          "deliberate change of the export route).")] = False,
 ) -> None:
-    """Write a hub from the local zoo: each model's ONNX file, Keras checkpoint and card, with manifest.json.
+    """Write a hub: each model's float32 and int8 ONNX files, Keras weights and card, with manifest.json.
 
-    Serve DIR with any static file server and point MNISTZOO_HUB at it.
+    Serve DIR with any static file server and point MNISTZOO_HUB at it, or package it with `mnistzoo package`.
+
+    Examples: `mnistzoo publish /srv/hub cnn5_k3`;
+    `mnistzoo publish dist/zoo --results results --manifest published/manifest.json`.
     """
-    from .pretrained import publish
+    if results is None:
+        if manifest is not None or update:
+            raise InvalidInput("--manifest and --update check a rebuild; add --results results")
+        from .publish import publish_runs
 
-    entries = publish(directory, ids, runs=runs)
+        entries = publish_runs(directory, ids, runs=runs)
+    else:
+        from .publish import rebuild
+
+        done = rebuild(results, directory, ids, manifest=manifest, update=update,
+                       on_model=lambda name: console.print(f"exporting {name} …"))
+        entries = done.entries
     for e in entries:
-        console.print(_ok(f"{e.id}@{e.version} {e.kind}: {e.file} ({e.size:,} bytes, sha256 {e.sha256[:12]}…)"))
+        console.print(_ok(f"{e.name} seed {e.seed} {e.kind}: {e.file} ({e.size:,} bytes, sha256 {e.sha256[:12]}…)"))
     console.print(f"{len(entries)} files → {directory / 'manifest.json'}")
+
+
+@app.command("package")
+def package_cmd(
+    zoo: Annotated[Path, typer.Argument(metavar="ZOO", help="A published zoo (a hub directory).")],
+    out: Annotated[Path, typer.Option(help="Where to write the wheels.")] = Path("dist/weights"),
+) -> None:
+    """Build pip-installable weights packages (one per study, ONNX apart from Keras weights) from a published zoo.
+
+    Example: `mnistzoo package dist/zoo --out dist/weights && pip install dist/weights/*.whl`.
+    """
+    from . import __version__
+    from .packages import build_wheels
+
+    for wheel in build_wheels(zoo, out, __version__):
+        console.print(_ok(f"{wheel} ({wheel.stat().st_size:,} bytes)"))
 
 
 @app.command("pull")
 def pull_cmd(
     ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Model ids, or id@version.")],
     hub: Annotated[Optional[str], typer.Option(help="Hub directory or URL (default: $MNISTZOO_HUB).")] = None,
+    seed: Annotated[int, typer.Option(help="Which training run (the published zoo holds seed 0).")] = 0,
 ) -> None:
-    """Download models from a hub into the cache, each file checked by SHA-256 (exit 1 on a mismatch)."""
-    from .pretrained import pull
+    """Download models from a hub into the cache, each file checked by SHA-256 (exit 1 on a mismatch).
 
-    for model_id in ids:
-        for kind, path in pull(model_id, hub).items():
-            console.print(_ok(f"{model_id} {kind}: verified → {path}"))
+    Example: `MNISTZOO_HUB=https://example.org/hub mnistzoo pull cnn5_k3`.
+    """
+    from .hub import pull
+    from .pretrained import resolve
+
+    names = [resolve(i) for i in ids]  # every id checked before anything is downloaded
+    for model_id, version in names:
+        for kind, path in pull(model_id, version, hub, seed).items():
+            console.print(_ok(f"{model_id}@{version} {kind}: verified → {path}"))
 
 
 @app.command("serve")

@@ -13,6 +13,11 @@ class InvalidInput(MnistZooError, ValueError):
     """A value, file or record given to mnistzoo is unusable; also a ``ValueError`` for API callers."""
 
 
+class NotFound(MnistZooError):
+    """What was asked for is not where mnistzoo looks (a model file, a run, a record); the message says how to make
+    or fetch it (exit code 2)."""
+
+
 class DataError(MnistZooError):
     """A dataset could not be read, verified or cached."""
 

@@ -8,6 +8,7 @@ recorded beside an environment fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, EvalRecord
-from .runs import run_dir
+from .runs import KERAS, WEIGHTS, run_dir
 from .runtime import onnx_latency, open_model, tune
 
 DEFAULT_BATCH_SIZES = (1, 32, 256)
@@ -41,12 +42,17 @@ def accuracy_report(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def find_checkpoint(onnx_path: Path, card: dict | None) -> Path | None:
-    """The Keras checkpoint an exported file came from: beside it, or in the zoo home's runs."""
+    """The Keras checkpoint (weights file or ``model.keras``) an exported file came from: beside it, or in the zoo
+    home's runs (only where the card names a run: a crafted name never becomes a path)."""
     if card is None:
         return None
-    for candidate in (onnx_path.parent / "model.keras", run_dir(card["name"], card["seed"]) / "model.keras"):
-        if candidate.is_file() and sha256_file(candidate) == card["checkpoint_sha256"]:
-            return candidate
+    places = [onnx_path.parent]
+    with contextlib.suppress(InvalidInput):
+        places.append(run_dir(card["name"], card["seed"]))
+    for where in places:
+        for candidate in (where / WEIGHTS, where / KERAS):
+            if candidate.is_file() and sha256_file(candidate) == card["checkpoint_sha256"]:
+                return candidate
     return None
 
 
@@ -69,11 +75,12 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
 def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None = None, provider: str = "cpu",
              threads: int | None = None, batch_sizes: list[int] | None = None, compare_keras: bool = False,
              plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL,
-             tuned: bool = True) -> dict:
+             tuned: bool = True, timed: bool = True) -> dict:
     """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes.
 
     ``tuned``: time each batch size with the fastest onnxruntime settings for it (:func:`runtime.tune`:
     threads unless ``threads`` fixes them, spinning, optimisation level, images per call), recorded in each latency row.
+    ``timed=False`` measures no latency (``latency`` is empty): accuracy and parity only.
     """
     path = Path(path)
     batch_sizes = list(DEFAULT_BATCH_SIZES if batch_sizes is None else batch_sizes)
@@ -112,7 +119,7 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
     if ckpt is not None:  # only now is TensorFlow imported (the training extra)
         from .keras_runtime import load_keras, predict_keras
 
-        keras_model = load_keras(ckpt)
+        keras_model = load_keras(ckpt, card and card["name"])
         parity = asdict(compare(predict_keras(keras_model, ds.x_test), probs, ds.y_test, atol=atol))
         quantized = _quantized(path)
         if quantized:
@@ -126,10 +133,12 @@ def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None 
                             **parity}
     else:
         result["parity"] = None
-    sessions = (tune(path, ds.x_test, batch_sizes, provider=provider, threads=threads,
-                     quantized="int8" in (card or {})) if tuned else sess)  # an int8 file's card says so
-    result["latency"] = [asdict(r) for r in onnx_latency(sessions, ds.x_test, batch_sizes, runs=runs, seconds=seconds,
-                                                         tuned=tuned)]
+    result["latency"] = []
+    if timed:
+        sessions = (tune(path, ds.x_test, batch_sizes, provider=provider, threads=threads,
+                         quantized="int8" in (card or {})) if tuned else sess)  # an int8 file's card says so
+        result["latency"] = [asdict(r) for r in onnx_latency(sessions, ds.x_test, batch_sizes, runs=runs,
+                                                             seconds=seconds, tuned=tuned)]
     if compare_keras:
         from .keras_runtime import keras_latency
 

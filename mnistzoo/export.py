@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -33,9 +34,10 @@ from ._checks import seed as check_seed
 from ._env import cpu_features, cpu_name, environment, int8_features
 from ._io import atomic_path, ensure_writable_dir, sha256_file
 from .contract import BATCH_AXIS, CONVERSION_ROUTE, INPUT_NAME, OUTPUT_NAME
-from .errors import MnistZooError, VerificationError
+from .checkpoints import load_trained
+from .errors import InvalidInput, MnistZooError, VerificationError
 from .parity import ATOL, compare, tie_margin
-from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, read_record, write_record
+from .records import SCHEMA, ExportRecord, OnnxCard, TrainCard, checkpoint_sha256, read_record, write_record
 from .reference import reference_max_diff
 from .keras_runtime import predict_keras
 from .runtime import (CARD_KEY, interleaved_throughput, make_session, median_ratio, parse_card, predict_onnx,
@@ -58,6 +60,11 @@ INT8_MIN_AGREEMENT = 0.997  # with float32 on the check images, for BatchNorm to
 INT8_MAX_CHECK_LOSS = 0.003  # accuracy on the check images int8 may lose before layers return to float32
 INT8_SPEED_BATCH = 256  # int8 is timed against float32 at this batch size on the exporting machine
 INT8_SPEED_ROUNDS = 5  # the two files take turns this many times; the ratio is the median of the rounds' ratios
+INT8_FORMAT = ("QDQ, per-channel int8 weights in 7 bits (reduce_range: no int16 saturation in CPU kernels without "
+               "VNNI), int8 activations, power-of-two scales (integer kernels round as the specification does); "
+               "BatchNorm folded into matmuls where that keeps agreement, else kept in float32 with the head; "
+               "layers return to float32 while int8 loses more than "
+               f"{100 * INT8_MAX_CHECK_LOSS:g} pp on the check images")
 INT8_OPSET = 19  # the first whose QuantizeLinear/DequantizeLinear onnx.reference.ReferenceEvaluator implements
 _GENERATED = re.compile(r"__\d+")
 
@@ -120,22 +127,12 @@ def find_run(model_id: str, runs: Path | None = None, seed: int = DEFAULT_SEED) 
     return run, read_record(card_path, TrainCard, f"retrain with `{train_cmd} --force`")
 
 
-def load_checkpoint(run: Path, card: dict) -> keras.Model:
-    """The run's final Keras model, after its SHA-256 matched the card's."""
-    path = run / "model.keras"
-    retrain = f"`mnistzoo train {card['id']} --force`"
-    if not path.is_file():
-        raise ExportError(f"{path}: the trained checkpoint is missing beside card.json; restore it or retrain "
-                          f"with {retrain}")
-    problem = None
-    if sha256_file(path) != card["model_sha256"]:
-        problem = "does not match the SHA-256 in card.json"
-    else:
-        try:
-            return keras.models.load_model(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-            problem = f"cannot be read ({type(exc).__name__})"
-    raise ExportError(f"{path}: corrupt checkpoint, it {problem}; retrain with {retrain}")
+def load_checkpoint(run: Path, card: TrainCard) -> keras.Model:
+    """The run's trained Keras model (its weights file, else ``model.keras``), after its SHA-256 matched the card's."""
+    try:
+        return load_trained(run, card, f"retrain with `mnistzoo train {card['id']} --force`")
+    except InvalidInput as exc:
+        raise ExportError(str(exc)) from None
 
 
 def check_opsets(opsets: list[int]) -> list[int]:
@@ -163,6 +160,7 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET, *, fold_bn: bool = T
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_AXIS
     del proto.graph.value_info[:]  # tf2onnx's intermediate shapes carry arbitrary unk__N names
     static_reshapes(proto)
+    pin_batchnorm(proto, model)
     fold_rescale(proto)
     if fold_bn:
         fold_batchnorm(proto)
@@ -198,6 +196,50 @@ def static_reshapes(proto: onnx.ModelProto) -> int:
         changed += not given
     _prune(proto.graph)
     return changed
+
+
+def batchnorm_constants(layer: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """Inference-mode BatchNorm as ``x * s + t``, computed as TensorFlow does (``s = rsqrt(var + eps) * gamma``,
+    ``t = beta - mean * s``) but with every operation correctly rounded, so the same weights give the same bits on
+    any CPU (TensorFlow's rsqrt is an approximation whose last bits vary between processors)."""
+    gamma, beta, mean, var = (np.asarray(w, np.float32) for w in layer.get_weights())
+    inverse = (1.0 / np.sqrt((var + np.float32(layer.epsilon)).astype(np.float64))).astype(np.float32)
+    scale = (inverse * gamma).astype(np.float32)
+    return scale, (beta - mean * scale).astype(np.float32)
+
+
+def pin_batchnorm(proto: onnx.ModelProto, model: keras.Model) -> int:
+    """Replace the ``Mul``/``Add`` constants that tf2onnx computed for each BatchNorm by
+    :func:`batchnorm_constants` of that layer (at most a few ulps apart); return how many layers were pinned.
+
+    Raises :class:`VerificationError` when a BatchNorm layer's constants are not found in the graph: its file would
+    then depend on the exporting CPU's arithmetic.
+    """
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    init = {i.name: i for i in proto.graph.initializer}
+    chains = _batchnorm_chains(proto.graph)
+    pinned = 0
+    for layer in layers:
+        scale, shift = batchnorm_constants(layer)
+        for mul, add, _ in chains:
+            found = onnx.numpy_helper.to_array(init[mul.input[1]])
+            if found.size != scale.size or not np.allclose(found.reshape(-1), scale, rtol=1e-4, atol=0):
+                continue
+            _set_constant(init[mul.input[1]], scale.reshape(found.shape))
+            if add is not None:
+                _set_constant(init[add.input[1]], shift.reshape(onnx.numpy_helper.to_array(init[add.input[1]]).shape))
+            elif np.any(shift != 0):
+                continue  # not this layer: it shifts
+            pinned += 1
+            break
+        else:
+            raise VerificationError(f"BatchNorm layer {layer.name}: its constants are not in the converted graph, so "
+                                    "the file would depend on this CPU's arithmetic; report this")
+    return pinned
+
+
+def _set_constant(tensor: onnx.TensorProto, value: np.ndarray) -> None:
+    tensor.CopyFrom(onnx.numpy_helper.from_array(value.astype(np.float32), tensor.name))
 
 
 def fold_rescale(proto: onnx.ModelProto) -> bool:
@@ -381,7 +423,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
                         if n else np.zeros(weight.shape[:1], np.float32) for n in (mul, add))
         init[names[0]].CopyFrom(onnx.numpy_helper.from_array((scale[:, None] * weight).astype(np.float32), names[0]))
         if add is not None:
-            bias = onnx.numpy_helper.to_array(init[names[1]]) + shift @ weight
+            bias = onnx.numpy_helper.to_array(init[names[1]]) + exact_dot(shift, weight)
             init[names[1]].CopyFrom(onnx.numpy_helper.from_array(bias.astype(np.float32), names[1]))
             graph.node.remove(add)
         matmul.input[0] = mul.input[0]
@@ -389,6 +431,13 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
         folded += 1
     _prune(graph)
     return folded
+
+
+def exact_dot(vector: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``vector @ matrix`` of float32 values, each sum exact (float32 products are exact in float64, ``math.fsum``
+    adds them without rounding) and rounded once: the same bits on any CPU, whatever its BLAS adds first."""
+    products = vector.astype(np.float64)[:, None] * matrix.astype(np.float64)
+    return np.array([math.fsum(column) for column in products.T], np.float64)
 
 
 def _weight_and_bias(node: onnx.NodeProto, readers: dict[str, list[onnx.NodeProto]],
@@ -629,12 +678,13 @@ def out_dir_name(name: str, seed: int) -> str:
 
 def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None = None, out: Path | None = None,
            atol: float = ATOL, max_flips: int = 0, quantize: str | None = None, seed: int = DEFAULT_SEED,
-           calibration_seed: int = 0) -> ExportResult:
+           calibration_seed: int = 0, measure_speed: bool = True) -> ExportResult:
     """Export the finished run of ``model_id`` trained with ``seed`` to ONNX, verify every file on the whole
     test set, record the figures.
 
     Raises :class:`ExportError` for unusable input and :class:`ParityError` when a file fails
-    parity; a failing file is not left behind. ``calibration_seed`` picks int8's calibration images.
+    parity; a failing file is not left behind. ``calibration_seed`` picks int8's calibration images;
+    ``measure_speed`` times the int8 file against float32 on this machine for ``export.json`` (no file changes).
     """
     opsets = check_options(opsets=opsets, atol=atol, max_flips=max_flips, quantize=quantize, seed=seed,
                            calibration_seed=calibration_seed)
@@ -644,7 +694,7 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
     out_dir = ensure_writable_dir(run if out is None else Path(out) / out_dir_name(card["name"], seed),
                                   "output directory")
     model = load_checkpoint(run, card)
-    ckpt_sha = card["model_sha256"]
+    ckpt_sha = checkpoint_sha256(card)
     ds = data.load(card["dataset"]["name"])
     keras_probs = predict_keras(model, ds.x_test)
 
@@ -681,7 +731,8 @@ def export(model_id: str, *, opsets: list[int] | None = None, runs: Path | None 
         if quantize == "int8":
             unfolded = convert(model, opsets[0], fold_bn=False)
             describe(unfolded, _onnx_card(card, ds, ckpt_sha, opsets[0]))
-            int8 = record["int8"] = _int8(files[0], unfolded, out_dir / "model.int8.onnx", ds, calibration_seed)
+            int8 = record["int8"] = _int8(files[0], unfolded, out_dir / "model.int8.onnx", ds, calibration_seed,
+                                          measure_speed)
             if int8["file"] and not int8["reference"]["passed"]:
                 (out_dir / int8["file"]).unlink()
                 int8["file"] = None
@@ -705,38 +756,40 @@ def calibration_images(ds: data.Dataset, seed: int = 0) -> tuple[np.ndarray, np.
     return ds.x_train[calibration], ds.x_train[check], ds.y_train[check]
 
 
-def _int8(fp32: Path, unfolded: onnx.ModelProto, int8: Path, ds: data.Dataset, seed: int) -> dict:
+def _int8(fp32: Path, unfolded: onnx.ModelProto, int8: Path, ds: data.Dataset, seed: int,
+          measure_speed: bool) -> dict:
     """Quantize ``unfolded`` (unless there is nothing to gain), then measure int8 against the float32 file ``fp32``:
-    test accuracy, size and throughput."""
+    test accuracy, size and (``measure_speed``) throughput on this machine, for ``export.json`` only: the int8 file
+    itself says how it was made, nothing this machine measured, so it is the same on every CPU."""
     how = quantize_int8(unfolded, int8, *calibration_images(ds, seed))
     if "skipped" in how:
         int8.unlink(missing_ok=True)
         return {"file": None, **how}
+    made = {"format": INT8_FORMAT, "calibration_images": CALIBRATION_IMAGES, "calibration_seed": seed,
+            **{key: how[key] for key in ("batchnorm_folded", "fp32_nodes", "returned_to_fp32")}}
+    proto = onnx.load(str(int8))
+    describe(proto, {**read_card(proto), "int8": made})
+    _save(proto, int8)
     reference = reference_max_diff(int8, ds.x_test[:TEST_VECTOR_IMAGES])
     acc = {name: float((predict_onnx(make_session(path), ds.x_test).argmax(1) == ds.y_test).mean())
            for name, path in (("fp32", fp32), ("int8", int8))}
-    sessions = {name: tune(path, ds.x_test, [INT8_SPEED_BATCH], quantized=name == "int8")[INT8_SPEED_BATCH]
-                for name, path in (("fp32", fp32), ("int8", int8))}  # each with its fastest settings
-    rounds = interleaved_throughput(sessions, ds.x_test, INT8_SPEED_BATCH, rounds=INT8_SPEED_ROUNDS)
-    ips = {name: float(np.median(values)) for name, values in rounds.items()}
-    speed = {"batch_size": INT8_SPEED_BATCH, "rounds": INT8_SPEED_ROUNDS,
-             "throughput_ratio": median_ratio(rounds["int8"], rounds["fp32"]),
-             "cpu": cpu_name(), "cpu_int8_features": int8_features(cpu_features()),
-             "settings": {name: asdict(session.mnistzoo_settings) for name, session in sessions.items()}}
-    proto = onnx.load(str(int8))  # the int8 file's own card says what it gave up and gained, and where
-    describe(proto, {**read_card(proto), "int8": {"fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], **speed}})
-    _save(proto, int8)
-    return {"file": int8.name, "sha256": sha256_file(int8), "calibration_images": CALIBRATION_IMAGES,
-            "calibration_seed": seed,
-            "format": "QDQ, per-channel int8 weights in 7 bits (reduce_range: no int16 saturation in CPU kernels "
-                      "without VNNI), int8 activations, power-of-two scales (integer kernels round as the "
-                      "specification does); BatchNorm folded into matmuls where that keeps agreement, else kept "
-                      "in float32 with the head; layers return to float32 while int8 loses more than "
-                      f"{100 * INT8_MAX_CHECK_LOSS:g} pp on the check images",
-            **how,
+    return {"file": int8.name, "sha256": sha256_file(int8), **made, **how,
             "reference": {"evaluator": f"onnx.reference.ReferenceEvaluator (onnx {onnx.__version__})",
                           "images": TEST_VECTOR_IMAGES, "max_abs_diff": reference, "atol": ATOL,
                           "passed": reference <= ATOL},
             "fp32_accuracy": acc["fp32"], "int8_accuracy": acc["int8"], "accuracy_delta": acc["int8"] - acc["fp32"],
             "size_ratio": int8.stat().st_size / fp32.stat().st_size,
-            "fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"], **speed}
+            **(int8_speed(fp32, int8, ds.x_test) if measure_speed else {})}
+
+
+def int8_speed(fp32: Path, int8: Path, images: np.ndarray) -> dict:
+    """int8 throughput against float32 at :data:`INT8_SPEED_BATCH` on this machine, each file at its fastest
+    settings, the two taking turns in :data:`INT8_SPEED_ROUNDS` rounds (the ratio is the median of the rounds')."""
+    sessions = {name: tune(path, images, [INT8_SPEED_BATCH], quantized=name == "int8")[INT8_SPEED_BATCH]
+                for name, path in (("fp32", fp32), ("int8", int8))}
+    rounds = interleaved_throughput(sessions, images, INT8_SPEED_BATCH, rounds=INT8_SPEED_ROUNDS)
+    ips = {name: float(np.median(values)) for name, values in rounds.items()}
+    return {"fp32_images_per_s": ips["fp32"], "int8_images_per_s": ips["int8"], "batch_size": INT8_SPEED_BATCH,
+            "rounds": INT8_SPEED_ROUNDS, "throughput_ratio": median_ratio(rounds["int8"], rounds["fp32"]),
+            "cpu": cpu_name(), "cpu_int8_features": int8_features(cpu_features()),
+            "settings": {name: asdict(session.mnistzoo_settings) for name, session in sessions.items()}}

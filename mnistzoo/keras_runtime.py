@@ -10,18 +10,27 @@ import numpy as np
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from .errors import InvalidInput
 from .runtime import Latency, batch_of, percentiles, time_runs
+from .zoo import get_model
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def load_keras(path: Path) -> keras.Model:
-    """A saved ``.keras`` model (safe mode: no code is deserialised), or a one-line error."""
+def load_keras(path: Path, name: str | None = None) -> keras.Model:
+    """A saved ``.keras`` model (safe mode: no code is deserialised), or a ``.weights.h5`` file read into the zoo
+    model ``name`` builds; a one-line error otherwise."""
+    weights = str(path).endswith(".weights.h5")
     try:
-        return keras.models.load_model(path)
+        if not weights:
+            return keras.models.load_model(path)
+        if name is None:
+            raise ValueError("a weights file needs its model's name")
+        model = get_model(name).build()
+        model.load_weights(path)
+        return model
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
         raise InvalidInput(f"{path}: cannot load the Keras checkpoint ({type(exc).__name__}); "
-                           "give a .keras file saved by mnistzoo with --keras") from None
+                           "give the .weights.h5 or .keras file saved by mnistzoo with --keras") from None
 
 
 def predict_keras(model: keras.Model, images: np.ndarray, batch: int = 1024) -> np.ndarray:

@@ -1,75 +1,43 @@
-"""Ready-to-use trained models: ``load_pretrained``, the shipped starter pack, and hubs of verified files.
+"""Ready-to-use trained models: ``load_pretrained`` and where it finds them.
 
 ``load_pretrained("mlp3_dropout_bn")`` looks for ``id@version`` (default: the latest version) in order:
 
 1. the local zoo home: a run the user trained and exported (``$MNISTZOO_HOME/runs/<id>@<v>/seed<k>/``),
    checked against the hashes in its ``export.json`` and ``card.json``;
-2. the starter pack shipped inside the package (``mnistzoo/starter/``);
-3. the hub named by ``MNISTZOO_HUB``, a directory or URL; files are downloaded once into
-   ``$MNISTZOO_HOME/hub/<id>/v<version>/``.
+2. an installed weights package (``pip install mnistzoo-weights-<study>``, see :mod:`mnistzoo.packages`);
+3. the starter pack shipped inside the package (``mnistzoo/starter/``, four models);
+4. the hub cache (``$MNISTZOO_HOME/hub/``), then the hub named by ``MNISTZOO_HUB`` (a directory or URL), whose
+   files are downloaded once into the cache.
 
-``seed`` (default 0) picks which training run; the starter pack and hubs hold seed 0 only, so
-another seed comes from the zoo home (``mnistzoo build ID --seeds K``).
-
-Every file is checked by SHA-256 (and size) before use; a mismatch refuses to load. The starter
-pack, a hub and the download cache share one layout, written by :func:`publish`::
-
-    manifest.json                     {"format": "mnistzoo-hub/1", "files": [{"id", "version", "kind",
-                                                                             "file", "sha256", "size"}, ...]}
-    <id>/v<version>/model.onnx        kind "onnx": the verified float32 export, its card embedded
-    <id>/v<version>/model.keras       kind "keras": the trained checkpoint (not in the starter pack)
-    <id>/v<version>/card.json         kind "card": the training card
+``seed`` (default 0) picks the training run, ``int8=True`` the int8 file. Every file is checked by SHA-256 (and
+size) before use; a mismatch refuses to load. Hubs, packages and the starter pack share the layout of
+:mod:`mnistzoo.hub`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
-import urllib.parse
-from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import data
-from ._checks import output_dir
 from ._checks import seed as check_seed
-from ._io import atomic_path, ensure_writable_dir, sha256_file, zoo_home
-from .errors import DataError, InvalidInput, MnistZooError, VerificationError
+from ._io import sha256_file
+from .errors import InvalidInput, MnistZooError, NotFound, VerificationError
+from .hub import HUB_ENV, KINDS, cache_dir, download, find, hub_manifest, verify
+from .packages import find_installed
 from .preparation import as_images
 from .records import ExportRecord, TrainCard, read_record
-from .runs import DEFAULT_SEED, run_dir, runs_dir
+from .runs import CARD, DEFAULT_SEED, EXPORT, ONNX, run_dir, runs_dir
 from .runtime import open_model
 from .zoo.registry import get_model_class
 
-HUB_ENV = "MNISTZOO_HUB"
-HUB_FORMAT = "mnistzoo-hub/1"
-MANIFEST = "manifest.json"
-KINDS = {"onnx": "model.onnx", "keras": "model.keras", "card": "card.json"}
 STARTER = Path(__file__).with_name("starter")
+SOURCES = ("zoo home", "weights package", "starter pack", "hub cache", "hub")
+BACKENDS = {"onnx": ("onnx",), "keras": ("weights", "keras")}  # the kinds of file each backend loads, preferred first
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One manifest entry: a file of a model version, with the hash and size it must have."""
-
-    id: str
-    version: int
-    kind: str
-    file: str
-    sha256: str
-    size: int
-
-
-# ----------------------------------------------------------------------------- images
-
-
-# ----------------------------------------------------------------------------- the classifier
 
 
 class Classifier:
@@ -94,23 +62,25 @@ class Classifier:
         return f"Classifier({self.card['name']}, {self.card['dataset']}, from {self.source}: {self.path})"
 
 
-def load_pretrained(model_id: str, version: int | None = None, backend: str = "onnx",
-                    seed: int = DEFAULT_SEED) -> Any:
-    """A trained model, ready to use: a :class:`Classifier` (``backend="onnx"``) or a Keras model.
+def load_pretrained(model_id: str, version: int | None = None, backend: str = "onnx", seed: int = DEFAULT_SEED,
+                    int8: bool = False) -> Any:
+    """A trained model, ready to use: a :class:`Classifier` (``backend="onnx"``; ``int8=True`` for the int8 file)
+    or a Keras model (``backend="keras"``, needs the ``train`` extra).
 
-    Looks in the zoo home, then the starter pack, then ``MNISTZOO_HUB``; every file is checked by
-    SHA-256 first. Raises :class:`MnistZooError` when the model is nowhere (naming the commands
-    that make it) and :class:`VerificationError` when a file does not match its hash.
+    Looks in the zoo home, the installed weights packages, the starter pack, then the hub (see the module); every
+    file is checked by SHA-256 first. Raises :class:`NotFound` when the model is nowhere (naming what makes it) and
+    :class:`VerificationError` when a file does not match its hash.
     """
-    if backend not in ("onnx", "keras"):
-        raise MnistZooError(f"unknown backend {backend!r}; choose onnx or keras")
-    if version is not None and "@" in model_id:
-        raise MnistZooError(f"give the version once: '{model_id}' or version={version}, not both")
-    path, source = locate(model_id if version is None else f"{model_id}@{version}", backend, seed)
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise InvalidInput(f"unknown backend {backend!r}; choose onnx or keras")
+    if not isinstance(int8, bool) or (int8 and backend != "onnx"):
+        raise InvalidInput(f"int8 must be True or False, and only with backend='onnx'; got int8={int8!r}")
+    if version is not None and "@" in str(model_id):
+        raise InvalidInput(f"give the version once: '{model_id}' or version={version}, not both")
+    name = model_id if version is None else f"{model_id}@{version}"
     if backend == "keras":
-        import keras
-
-        return keras.models.load_model(path)  # safe mode: no code is deserialised
+        return _keras(name, seed)
+    path, source = locate(name, "int8" if int8 else "onnx", seed)
     classifier = Classifier(path, source)
     if not classifier.card.get("recipe_is_original", False):
         log.warning("warning: %s from %s was not trained with its full recipe (recipe %s)",
@@ -118,217 +88,155 @@ def load_pretrained(model_id: str, version: int | None = None, backend: str = "o
     return classifier
 
 
+def _keras(name: str, seed: int) -> Any:
+    """The Keras model of ``name``'s ``seed`` run: its weights read into the zoo's architecture (or, from an older
+    hub, a whole ``.keras`` file in safe mode: no code is deserialised)."""
+    from ._extras import require_extra
+
+    require_extra("train", "backend='keras'")
+    from .keras_runtime import load_keras
+
+    try:
+        path, _ = locate(name, "weights", seed)
+    except NotFound as missing:
+        try:
+            path, _ = locate(name, "keras", seed)
+        except NotFound:
+            raise missing from None
+    return load_keras(path, "@".join(map(str, resolve(name))))
+
+
 # ----------------------------------------------------------------------------- resolution
 
 
-def _resolve(name: str) -> tuple[str, int]:
+def resolve(name: str) -> tuple[str, int]:
     cls = get_model_class(name)
     return cls.id, cls.version
 
 
 def locate(name: str, kind: str = "onnx", seed: int = DEFAULT_SEED) -> tuple[Path, str]:
-    """The verified ``kind`` file of ``id[@version]``'s ``seed`` run and where it was found."""
-    model_id, version = _resolve(name)
-    check_seed(seed)
-    path = _in_runs(model_id, version, kind, seed=seed)
-    if path is not None:
-        return path, "zoo home"
-    if seed != DEFAULT_SEED:
-        raise MnistZooError(f"{model_id}@{version} seed {seed} ({kind}) is not in the zoo home ({runs_dir()}); the "
-                            f"starter pack and hubs hold seed {DEFAULT_SEED} only; make it with "
-                            f"`mnistzoo build {model_id} --seeds {seed}`")
-    for source, finder in (("starter pack", _in_starter), ("hub", _in_hub)):
-        path = finder(model_id, version, kind)
+    """The verified ``kind`` file of ``id[@version]``'s ``seed`` run and where it was found (one of
+    :data:`SOURCES`)."""
+    model_id, version = resolve(name)
+    seed = check_seed(seed)
+    for source in SOURCES:
+        path = _find(source, model_id, version, kind, seed)
         if path is not None:
             return path, source
     hub = os.environ.get(HUB_ENV)
     where = f"the hub {hub}" if hub else f"a hub ({HUB_ENV} is not set)"
-    make = f"mnistzoo train {model_id}" + ("" if kind == "keras" else f" && mnistzoo export {model_id}")
-    raise MnistZooError(f"{model_id}@{version} ({kind}) is not in the zoo home ({runs_dir()}), the starter pack or "
-                        f"{where}; make it with `{make}`")
+    build = f"mnistzoo build {model_id}" + ("" if seed == DEFAULT_SEED else f" --seeds {seed}")
+    raise NotFound(f"{model_id}@{version} seed {seed} ({kind}) is not in the zoo home ({runs_dir()}), an "
+                        f"installed weights package, the starter pack or {where}; install the weights with `make "
+                        f"weights` (in a clone) or `pip install mnistzoo-weights-"
+                        f"{get_model_class(name).study}`, or make it with `{build}`")
 
 
-def _in_runs(model_id: str, version: int, kind: str, runs: Path | None = None,
-             seed: int = DEFAULT_SEED) -> Path | None:
-    """A finished (and for ONNX, exported) run, checked against the hash its records hold."""
-    run = run_dir(f"{model_id}@{version}", seed, runs)
-    path = run / KINDS[kind]
-    if not (run / "card.json").is_file() or not path.is_file():
-        return None
-    if kind == "onnx":
-        if not (run / "export.json").is_file():
-            return None
-        record = read_record(run / "export.json", ExportRecord, f"re-export with `mnistzoo export {model_id}`")
-        expected = next((o.get("sha256") for o in record.get("opsets", {}).values()
-                         if o.get("file") == path.name and o.get("passed")), None)
-        if expected is None:
-            return None
-        advice = f"re-export with `mnistzoo export {model_id}`"
-    elif kind == "keras":
-        expected = read_record(run / "card.json", TrainCard, f"retrain with `mnistzoo train {model_id} --force`")[
-            "model_sha256"]
-        advice = f"retrain with `mnistzoo train {model_id} --force`"
-    else:
+def model_file(argument: str) -> Path:
+    """An ONNX file named on a command line: an existing path as it is, else a zoo id's published file."""
+    path = Path(argument)
+    if path.exists() or path.suffix == ".onnx" or "/" in argument:
         return path
-    if sha256_file(path) != expected:
+    try:
+        get_model_class(argument)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{argument}: no such file, and not a model id ({exc})") from None
+    return locate(argument)[0]
+
+
+def where(name: str, kind: str = "onnx", seed: int = DEFAULT_SEED) -> str | None:
+    """Which of :data:`SOURCES` holds the file (listed there; checked when it is loaded), without downloading
+    anything; None where no local source has it (a remote hub is not asked)."""
+    model_id, version = resolve(name)
+    for source in SOURCES[:-1]:
+        try:
+            if _listed(source, model_id, version, kind, seed):
+                return source
+        except MnistZooError:
+            continue
+    return None
+
+
+def _listed(source: str, model_id: str, version: int, kind: str, seed: int) -> bool:
+    if source == "zoo home":
+        return in_runs(model_id, version, kind, seed=seed, check=False) is not None
+    if source == "weights package":
+        return find_installed(model_id, version, kind, seed) is not None
+    folder = STARTER if source == "starter pack" else cache_dir()
+    from .hub import load_manifest
+
+    return any(e.key == (model_id, version, seed, kind) for e in load_manifest(folder))
+
+
+def _find(source: str, model_id: str, version: int, kind: str, seed: int) -> Path | None:
+    if source == "zoo home":
+        return in_runs(model_id, version, kind, seed=seed)
+    if source == "weights package":
+        found = find_installed(model_id, version, kind, seed)
+        if found is None:
+            return None
+        folder, entry = found
+        verify(folder / entry.file, entry, f"reinstall the weights package that holds {folder}")
+        return folder / entry.file
+    if source == "starter pack":
+        return find(STARTER, model_id, version, kind, seed)
+    if source == "hub cache":
+        return find(cache_dir(), model_id, version, kind, seed)
+    root = os.environ.get(HUB_ENV)
+    if not root:
+        return None
+    entries = [e for e in hub_manifest(root) if (e.id, e.version, e.seed) == (model_id, version, seed)]
+    if not any(e.kind == kind for e in entries):
+        return None
+    return download(root, entries)[kind]
+
+
+def in_runs(model_id: str, version: int, kind: str, runs: Path | None = None, seed: int = DEFAULT_SEED,
+             check: bool = True) -> Path | None:
+    """A finished (and for ONNX, exported) run's file, checked (``check``) against the hash its records hold."""
+    run = run_dir(f"{model_id}@{version}", seed, runs)
+    path = run / KINDS[kind]  # a run holds each kind under its hub name
+    if not (run / CARD).is_file() or not path.is_file():
+        return None
+    if kind in ("onnx", "int8"):
+        if not (run / EXPORT).is_file():
+            return None
+        record = read_record(run / EXPORT, ExportRecord, f"re-export with `mnistzoo export {model_id}`")
+        expected = _exported_sha(record, kind, path.name)
+        advice = f"re-export with `mnistzoo export {model_id}`"
+    elif kind in ("card", "test_input", "test_output"):
+        return path
+    else:
+        card = read_record(run / CARD, TrainCard, f"retrain with `mnistzoo train {model_id} --force`")
+        expected = card.get("weights_sha256") if kind == "weights" else card["model_sha256"]
+        advice = f"retrain with `mnistzoo train {model_id} --force`"
+    if expected is None:
+        return None
+    if check and sha256_file(path) != expected:
         raise VerificationError(f"{path}: SHA-256 does not match its run's records; {advice}")
     return path
 
 
-def _in_starter(model_id: str, version: int, kind: str) -> Path | None:
-    return _in_directory(STARTER, model_id, version, kind)
+def _exported_sha(record: ExportRecord, kind: str, file: str) -> str | None:
+    """The SHA-256 ``export.json`` gives the verified file ``file`` (None: not verified, or not this export's)."""
+    if kind == "int8":
+        int8 = record.get("int8") or {}
+        return int8.get("sha256") if int8.get("file") == file and int8.get("reference", {}).get("passed") else None
+    return next((o.get("sha256") for o in record["opsets"].values()
+                 if isinstance(o, dict) and o.get("file") == file and o.get("passed") is True), None)
 
 
-def _in_hub(model_id: str, version: int, kind: str) -> Path | None:
-    root = os.environ.get(HUB_ENV)
-    if not root:
-        return None
-    cached = _in_directory(cache_dir(model_id, version), model_id, version, kind)
-    if cached is not None:
-        return cached
-    entries = [e for e in hub_manifest(root) if (e.id, e.version) == (model_id, version)]
-    if not any(e.kind == kind for e in entries):
-        return None
-    return _download_model(root, entries)[kind]
+def available_models() -> list[str]:
+    """``id@version`` of every model whose seed-0 ONNX file is here (zoo home, weights package, starter pack, hub
+    cache), in zoo order."""
+    from .zoo import get_model, list_models
+
+    names = [get_model(i).name for i in list_models()]
+    return [name for name in names if where(name) is not None]
 
 
-def _in_directory(directory: Path, model_id: str, version: int, kind: str) -> Path | None:
-    """A file listed in ``directory/manifest.json``, after its size and SHA-256 matched."""
-    if not (directory / MANIFEST).is_file():
-        return None
-    entries = read_manifest((directory / MANIFEST).read_text(), str(directory / MANIFEST))
-    entry = next((e for e in entries if (e.id, e.version, e.kind) == (model_id, version, kind)), None)
-    if entry is None:
-        return None
-    path = directory / entry.file
-    _verify(path, entry, f"delete {path} and fetch it again")
-    return path
-
-
-def _verify(path: Path, entry: HubFile, advice: str) -> None:
-    if not path.is_file():
-        raise VerificationError(f"{path}: listed in its manifest but missing; {advice}")
-    if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
-        raise VerificationError(f"{path}: size or SHA-256 does not match its manifest, the file was altered or "
-                                f"corrupted; refusing to load it; {advice}")
-
-
-# ----------------------------------------------------------------------------- manifests and hubs
-
-
-def read_manifest(text: str, origin: str) -> list[HubFile]:
-    """Parse and check a manifest; file paths must stay inside the hub."""
-    try:
-        doc = json.loads(text)
-        if doc.get("format") != HUB_FORMAT:
-            raise ValueError(f"format is {doc.get('format')!r}, expected {HUB_FORMAT!r}")
-        entries = [HubFile(id=str(e["id"]), version=int(e["version"]), kind=str(e["kind"]), file=str(e["file"]),
-                           sha256=str(e["sha256"]), size=int(e["size"])) for e in doc["files"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MnistZooError(f"{origin}: not a valid mnistzoo hub manifest ({type(exc).__name__}: {exc}); "
-                            "write hubs with `mnistzoo publish`") from None
-    for e in entries:
-        rel = PurePosixPath(e.file)
-        if e.kind not in KINDS or rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise MnistZooError(f"{origin}: bad entry for {e.id}@{e.version} (kind {e.kind!r}, file {e.file!r}); "
-                                f"kinds are {', '.join(KINDS)} and files must be relative paths inside the hub")
-    return entries
-
-
-def _write_manifest(directory: Path, entries: list[HubFile]) -> None:
-    doc = {"format": HUB_FORMAT, "files": [asdict(e) for e in sorted(entries, key=lambda e: (e.id, e.version, e.kind))]}
-    with atomic_path(directory / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-
-
-def _url(root: str, rel: str) -> str:
-    base = root if "://" in root else Path(root).expanduser().resolve().as_uri()
-    if urllib.parse.urlsplit(base).scheme not in ("file", "http", "https"):
-        raise MnistZooError(f"{HUB_ENV}={root}: a hub is a directory or a file://, http:// or https:// URL")
-    return base.rstrip("/") + "/" + urllib.parse.quote(rel)
-
-
-def _download(root: str, rel: str, dest: Path) -> None:
-    try:
-        data.download(_url(root, rel), dest, lambda *_: None)
-    except DataError as exc:
-        raise MnistZooError(f"hub {root}: {exc}; check {HUB_ENV}") from None
-
-
-def hub_manifest(root: str) -> list[HubFile]:
-    """The entries of the hub at ``root`` (a directory or URL)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / MANIFEST
-        _download(root, MANIFEST, path)
-        return read_manifest(path.read_text(), _url(root, MANIFEST))
-
-
-def cache_dir(model_id: str, version: int) -> Path:
-    """Where files pulled from a hub are kept."""
-    return zoo_home() / "hub" / model_id / f"v{version}"
-
-
-def pull(name: str, hub: str | None = None) -> dict[str, Path]:
-    """Download every file of ``id[@version]`` from the hub into the cache, each checked by SHA-256."""
-    root = hub or os.environ.get(HUB_ENV)
-    if not root:
-        raise MnistZooError(f"no hub: set {HUB_ENV} to a hub directory or URL (one written by `mnistzoo publish`)")
-    model_id, version = _resolve(name)
-    entries = [e for e in hub_manifest(root) if (e.id, e.version) == (model_id, version)]
-    if not entries:
-        raise MnistZooError(f"the hub {root} has no {model_id}@{version}; `mnistzoo publish` it there first")
-    return _download_model(root, entries)
-
-
-def _download_model(root: str, entries: list[HubFile]) -> dict[str, Path]:
-    """Download one model version's files into its cache directory, each checked, then its manifest."""
-    dest = ensure_writable_dir(cache_dir(entries[0].id, entries[0].version), "hub cache")
-    local = []
-    for e in entries:
-        target = dest / KINDS[e.kind]
-        with atomic_path(target) as tmp:
-            _download(root, e.file, tmp)
-            _verify(tmp, e, f"the hub's copy of {e.file} is bad; republish it")
-        local.append(HubFile(e.id, e.version, e.kind, target.name, e.sha256, e.size))
-    _write_manifest(dest, local)
-    return {e.kind: dest / e.file for e in local}
-
-
-def published_runs(runs: Path | None = None) -> list[str]:
+def exported_models(runs: Path | None = None) -> list[str]:
     """Names (``id@version``) of models whose seed-0 run in the zoo home has an ONNX export."""
-    names = sorted(p.name for p in runs_dir(runs).glob("*@*") if p.is_dir())
-    return [name for name in names
-            if all((run_dir(name, DEFAULT_SEED, runs) / f).is_file() for f in ("model.onnx", "export.json"))]
-
-
-def publish(directory: Path, names: list[str] | None = None, *, runs: Path | None = None,
-            kinds: tuple[str, ...] = tuple(KINDS)) -> list[HubFile]:
-    """Copy exported runs (default: all) into a hub directory and (re)write its manifest.
-
-    Entries of other models already in the hub are kept, so a hub can grow one model at a time.
-    """
-    output_dir(Path(directory), "DIR")
-    names = names or published_runs(runs)
-    if not names:
-        raise MnistZooError(f"no exported models in {runs_dir(runs)}; run `mnistzoo train ID && mnistzoo export ID` "
-                            "first")
-    directory = ensure_writable_dir(Path(directory), "hub directory")
-    old = read_manifest((directory / MANIFEST).read_text(), str(directory / MANIFEST)) \
-        if (directory / MANIFEST).is_file() else []
-    new = []
-    for name in dict.fromkeys(names):
-        model_id, version = _resolve(name)
-        for kind in kinds:
-            source = _in_runs(model_id, version, kind, runs)
-            if source is None and kind == "onnx":
-                raise MnistZooError(f"{model_id}@{version} has no verified ONNX export in {runs_dir(runs)}; run "
-                                    f"`mnistzoo export {model_id}` first")
-            if source is None:
-                continue
-            rel = f"{model_id}/v{version}/{KINDS[kind]}"
-            with atomic_path(directory / rel) as tmp:
-                shutil.copyfile(source, tmp)
-                new.append(HubFile(model_id, version, kind, rel, sha256_file(tmp), tmp.stat().st_size))
-    done = {(e.id, e.version) for e in new}
-    _write_manifest(directory, [e for e in old if (e.id, e.version) not in done] + new)
-    return new
+    root = runs_dir(runs)
+    names = sorted(p.name for p in root.glob("*@*") if p.is_dir()) if root.is_dir() else []
+    return [name for name in names if all((run_dir(name, DEFAULT_SEED, runs) / f).is_file() for f in (ONNX, EXPORT))]

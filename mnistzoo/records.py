@@ -54,8 +54,14 @@ class TrainCard(TypedDict):
     delta: dict
     wall_seconds: float
     images_per_second: float | None
-    model_sha256: str
+    model_sha256: str  # model.keras (with optimiser state)
     environment: dict
+    weights_sha256: NotRequired[str]  # model.weights.h5, the weights every published file is rebuilt from
+
+
+def checkpoint_sha256(card: TrainCard) -> str:
+    """The SHA-256 that exports of this run name as their source: its weights file's, else its ``model.keras``'s."""
+    return card.get("weights_sha256") or card["model_sha256"]
 
 
 class OnnxCard(TypedDict):
@@ -81,7 +87,7 @@ class OnnxCard(TypedDict):
     dataset_sha256: dict
     conversion: dict
     mnistzoo: str
-    int8: NotRequired[dict]  # in an int8 file: its accuracy and speed against float32, and the CPU measured on
+    int8: NotRequired[dict]  # in an int8 file: how it was quantized (what the machine measured is in export.json)
 
 
 class ExportRecord(TypedDict):

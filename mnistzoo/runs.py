@@ -3,7 +3,8 @@
 One directory per (model, seed)::
 
     <runs>/<id>@<version>/seed<k>/     checkpoint.keras + state.json while training; then model.keras,
-                                       card.json, history.json, curves.png; after export model.onnx, ...
+                                       model.weights.h5 (weights only), card.json, history.json, curves.png;
+                                       after export model.onnx, model.int8.onnx, export.json; eval.json
 
 A run written before seeds had directories (its files directly in ``<id>@<version>/``) is moved
 into ``seed<k>/`` of the seed its records name the first time it is looked up.
@@ -20,7 +21,14 @@ from ._io import zoo_home
 from .errors import InvalidInput
 
 DEFAULT_SEED = 0
+PUBLISHED_SEED = DEFAULT_SEED  # the seed whose weights results/ keeps and the published zoo holds
+# The files of a run directory.
+STATE, CHECKPOINT = "state.json", "checkpoint.keras"  # while training
+CARD, KERAS, WEIGHTS, HISTORY, CURVES = "card.json", "model.keras", "model.weights.h5", "history.json", "curves.png"
+ONNX, INT8, EXPORT, EVAL, KERNELS = "model.onnx", "model.int8.onnx", "export.json", "eval.json", "kernels.png"
+TEST_INPUT, TEST_OUTPUT = "test_data_set_0/input_0.pb", "test_data_set_0/output_0.pb"  # ONNX Model Zoo layout
 SEED_DIR = re.compile(r"seed(0|[1-9][0-9]{0,9})")
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}@[1-9][0-9]{0,5}")  # id@version: the only names joined into a path
 
 
 def runs_dir(out: Path | None = None) -> Path:
@@ -33,7 +41,11 @@ def seed_dir_name(seed: int) -> str:
 
 
 def run_dir(name: str, seed: int = DEFAULT_SEED, runs: Path | None = None) -> Path:
-    """``<runs>/<id>@<version>/seed<seed>/`` (not created), after migrating a pre-seed run of ``name``."""
+    """``<runs>/<id>@<version>/seed<seed>/`` (not created), after migrating a pre-seed run of ``name``; a name that
+    is not ``id@version`` (one read from a file, say) never becomes a path."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or isinstance(seed, bool) or not isinstance(seed, int) \
+            or seed < 0:
+        raise InvalidInput(f"{name!r} seed {seed!r} does not name a run (id@version and a seed from 0)")
     model_dir = runs_dir(runs) / name
     migrate(model_dir)
     return model_dir / seed_dir_name(seed)

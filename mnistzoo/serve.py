@@ -33,19 +33,6 @@ MAX_PIXELS = 16_000_000  # a picture's pixels; a larger one is refused before it
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
-def local_models() -> list[str]:
-    """``id@version`` of every model available here: the zoo home's exports, the starter pack, the hub cache."""
-    from ._io import zoo_home
-    from .pretrained import MANIFEST, STARTER, published_runs, read_manifest
-
-    names = list(published_runs())
-    for manifest in [STARTER / MANIFEST, *sorted((zoo_home() / "hub").glob(f"*/v*/{MANIFEST}"))]:
-        if manifest.is_file():
-            names += [f"{e.id}@{e.version}" for e in read_manifest(manifest.read_text(), str(manifest))
-                      if e.kind == "onnx"]
-    return list(dict.fromkeys(names))
-
-
 def _picture(body: bytes) -> Any:
     """The picture in a PNG/JPEG body (checked, not yet prepared); ``ValueError`` for anything else."""
     from PIL import Image, UnidentifiedImageError
@@ -79,9 +66,9 @@ def create_app(names: list[str] | None = None) -> Any:
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    from .pretrained import load_pretrained
+    from .pretrained import available_models, load_pretrained
 
-    chosen = names or local_models()
+    chosen = names or available_models()
     if not chosen:
         raise InvalidInput("no models to serve; train and export one, or name a starter-pack model")
     classifiers = {c.card["name"]: c for c in (load_pretrained(n) for n in dict.fromkeys(chosen))}
@@ -97,8 +84,8 @@ def create_app(names: list[str] | None = None) -> Any:
 
     @app.get("/api/models")
     def models() -> list[dict]:
-        return [{"name": n, "id": c.card["id"], "dataset": c.card["dataset"], "class_names": c.class_names,
-                 "source": c.source} for n, c in classifiers.items()]
+        return [{"name": n, "id": c.card["id"], "study": c.card["study"], "dataset": c.card["dataset"],
+                 "class_names": c.class_names, "source": c.source} for n, c in classifiers.items()]
 
     @app.get("/api/models/{name}/card")
     def card(name: str) -> Any:

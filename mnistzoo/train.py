@@ -4,8 +4,9 @@ A run lives in ``<out>/<id>@<version>/seed<k>/`` (see :mod:`mnistzoo.runs`). Whi
 and optimiser state) and ``state.json`` (the config and the history so far), both replaced
 atomically at every epoch end, ``state.json`` last: it is the commit point. Each epoch's data
 order and dropout randomness derive from (seed, epoch) alone, so a resumed run repeats exactly
-what an uninterrupted one would have done. A finished run holds ``model.keras``,
-``history.json``, ``curves.png`` and ``card.json``.
+what an uninterrupted one would have done. A finished run holds ``model.keras``, ``model.weights.h5``
+(weights only: what results/ keeps and every published file is rebuilt from), ``history.json``,
+``curves.png`` and ``card.json``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from ._env import environment
 from ._io import ensure_writable_dir, sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
+from .checkpoints import save_weights
 from .records import SCHEMA, TrainCard, TrainState, read_history, read_record, write_record
-from .runs import DEFAULT_SEED, run_dir
+from .runs import DEFAULT_SEED, KERAS, WEIGHTS, run_dir
 from .zoo import ZooModel, get_model
 from .zoo.specs import Recipe
 
@@ -324,7 +326,8 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
     if mixed:
         model = _float32_model(model, zoo_model, recipe)
     test_loss, test_acc = model.evaluate(_Batches(ds.x_test, ds.y_test)(EVAL_BATCH), verbose=0)
-    _save_model(model, run / "model.keras")
+    _save_model(model, run / KERAS)
+    weights_sha256 = save_weights(model, zoo_model.name, run / WEIGHTS)
     write_record(run / "history.json", history)
     _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",
                  run / "curves.png")
@@ -349,8 +352,9 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
         "delta": {k: (ours[k] - ref[k]) if ref[k] is not None else None for k in ours},
         "wall_seconds": sum(h["seconds"] for h in history),
         "images_per_second": (len(x) * trained_epochs / wall) if trained_epochs else None,
-        "model_sha256": sha256_file(run / "model.keras"),
+        "model_sha256": sha256_file(run / KERAS),
         "environment": environment(),
+        "weights_sha256": weights_sha256,
     }
     write_record(card_path, card)
     ckpt_path.unlink(missing_ok=True)

@@ -27,13 +27,14 @@ from mnistzoo import data, load_pretrained
 from mnistzoo._env import cpu_name
 from mnistzoo.own_digits import make_set
 from mnistzoo.preparation import as_images
-from mnistzoo.pretrained import STARTER, read_manifest
+from mnistzoo.hub import load_manifest
+from mnistzoo.pretrained import STARTER
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def starter_models() -> list[str]:
-    entries = read_manifest((STARTER / "manifest.json").read_text(), "starter pack")
+    entries = load_manifest(STARTER)
     return sorted({e.id for e in entries})
 
 

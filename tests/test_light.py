@@ -64,7 +64,7 @@ def test_inference_paths_never_import_tensorflow(case: str, home: Path, tmp_path
             from mnistzoo import pretrained
             from mnistzoo._io import sha256_file
             run = Path({str(tmp_path / "runs" / "softmax_sgd@1")!r})  # an exported run, from the starter pack
-            shutil.copytree(pretrained.STARTER / "softmax_sgd" / "v1", run)
+            shutil.copytree(pretrained.STARTER / "softmax_sgd" / "v1" / "seed0", run)
             record = json.loads(Path({str(RESULTS / "softmax_sgd" / "seed0" / "export.json")!r}).read_text())
             record["opsets"]["17"]["sha256"] = sha256_file(run / "model.onnx")
             (run / "export.json").write_text(json.dumps(record))

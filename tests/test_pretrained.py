@@ -18,11 +18,15 @@ from PIL import Image
 from cli_helpers import assert_one_line_error, run_cli
 from homes import using_home
 from mnistzoo import MnistZooError, VerificationError, data, load_pretrained
+from mnistzoo import hub as hub_module
 from mnistzoo import pretrained
+from mnistzoo.errors import NotFound
+from mnistzoo.publish import publish_runs
 from mnistzoo._io import sha256_file
 from mnistzoo.parity import ATOL, tie_margin
 
 STARTER_IDS = ("mlp3_dropout_bn", "cnn3_k5", "fashion_mlp2", "softmax_sgd")
+RUN_KINDS = ("onnx", "weights", "card", "test_input", "test_output")  # a run exported without int8
 
 
 @pytest.fixture(scope="session")
@@ -78,14 +82,14 @@ def _flip_byte(path: Path) -> None:
 
 
 def test_starter_pack_files_match_their_manifest_and_fit_in_5_mb() -> None:
-    entries = pretrained.read_manifest((pretrained.STARTER / "manifest.json").read_text(), "starter")
+    entries = hub_module.load_manifest(pretrained.STARTER)
     assert {(e.id, e.kind) for e in entries} == {(i, k) for i in STARTER_IDS for k in ("onnx", "card")}
     for e in entries:
         path = pretrained.STARTER / e.file
         assert path.stat().st_size == e.size and sha256_file(path) == e.sha256, e.file
     assert sum(e.size for e in entries) <= 5_000_000
     for model_id in STARTER_IDS:
-        card = json.loads((pretrained.STARTER / model_id / "v1" / "card.json").read_text())
+        card = json.loads((pretrained.STARTER / model_id / "v1" / "seed0" / "card.json").read_text())
         assert card["recipe_is_original"] and card["epochs_run"] == card["recipe"]["epochs"]
 
 
@@ -95,7 +99,7 @@ def test_starter_files_infer_every_shape_with_a_symbolic_batch(model_id: str) ->
 
     from mnistzoo.export import check_static_shapes
 
-    proto = onnx.load(pretrained.STARTER / model_id / "v1" / "model.onnx")
+    proto = onnx.load(pretrained.STARTER / model_id / "v1" / "seed0" / "model.onnx")
     check_static_shapes(proto)  # a runtime that propagates shapes statically loads it with any batch
     assert not proto.graph.value_info and "Shape" not in {n.op_type for n in proto.graph.node}
 
@@ -105,7 +109,7 @@ def test_starter_model_loads_offline_and_scores_its_card(model_id: str, datasets
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     classifier = load_pretrained(model_id)  # this test's zoo home is empty and no hub is set
     assert classifier.source == "starter pack" and classifier.card["name"] == f"{model_id}@1"
-    card = json.loads((pretrained.STARTER / model_id / "v1" / "card.json").read_text())
+    card = json.loads((pretrained.STARTER / model_id / "v1" / "seed0" / "card.json").read_text())
     monkeypatch.setenv("MNISTZOO_HOME", str(datasets_home))
     ds = data.load(card["dataset"]["name"])
     probs = classifier.predict_proba(ds.x_test)
@@ -119,15 +123,18 @@ def test_starter_model_loads_offline_and_scores_its_card(model_id: str, datasets
 def test_a_tampered_starter_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "starter"
     shutil.copytree(pretrained.STARTER, copy)
-    _flip_byte(copy / "softmax_sgd" / "v1" / "model.onnx")
+    _flip_byte(copy / "softmax_sgd" / "v1" / "seed0" / "model.onnx")
     monkeypatch.setattr(pretrained, "STARTER", copy)
     with pytest.raises(VerificationError, match="SHA-256 does not match its manifest"):
         load_pretrained("softmax_sgd")
 
 
 def test_missing_everywhere_names_the_commands_that_make_it() -> None:
-    with pytest.raises(MnistZooError, match=r"`mnistzoo train cnn7_k5_reg && mnistzoo export cnn7_k5_reg`"):
+    with pytest.raises(NotFound, match=r"`make weights`.*`pip install mnistzoo-weights-cnn`.*`mnistzoo build "
+                                        r"cnn7_k5_reg`"):
         load_pretrained("cnn7_k5_reg")
+    with pytest.raises(NotFound, match=r"`mnistzoo build cnn3_k5 --seeds 2`"):
+        load_pretrained("cnn3_k5", seed=2)
     with pytest.raises(MnistZooError, match="unknown backend"):
         load_pretrained("mlp3_dropout_bn", backend="torch")
     with pytest.raises(MnistZooError, match="unknown model"):
@@ -153,11 +160,11 @@ def test_the_zoo_home_comes_first_and_is_verified(zoo_runs: Path, zoo_home: Path
 def test_hub_round_trip_by_file_url(zoo_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     digits: tuple[np.ndarray, np.ndarray]) -> None:
     hub = tmp_path / "hub"
-    entries = pretrained.publish(hub, runs=zoo_runs)
-    assert {(e.id, e.kind) for e in entries} == {("cnn3_k3", k) for k in ("onnx", "keras", "card")}
+    entries = publish_runs(hub, runs=zoo_runs)
+    assert {(e.id, e.kind) for e in entries} == {("cnn3_k3", k) for k in RUN_KINDS}
     monkeypatch.setenv("MNISTZOO_HUB", hub.as_uri())
     classifier = load_pretrained("cnn3_k3")
-    assert classifier.source == "hub" and classifier.path.is_relative_to(pretrained.cache_dir("cnn3_k3", 1))
+    assert classifier.source == "hub" and classifier.path.is_relative_to(hub_module.cache_dir())
     expected = pretrained.Classifier(zoo_runs / "cnn3_k3@1" / "seed0" / "model.onnx").predict_proba(digits[0])
     np.testing.assert_array_equal(classifier.predict_proba(digits[0]), expected)
 
@@ -172,29 +179,30 @@ def test_hub_round_trip_over_http_with_the_cli(zoo_runs: Path, tmp_path: Path, z
     proc = run_cli("publish", str(hub), "cnn3_k3", "--runs", str(zoo_runs))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((hub / "manifest.json").read_text())
-    assert manifest["format"] == "mnistzoo-hub/1" and len(manifest["files"]) == 3
+    assert manifest["format"] == "mnistzoo-hub/2" and len(manifest["files"]) == len(RUN_KINDS)
     with serving(hub) as url:
         proc = run_cli("pull", "cnn3_k3", "--hub", url)
         assert proc.returncode == 0, proc.stderr
-        _flip_byte(hub / "cnn3_k3" / "v1" / "model.keras")
+        _flip_byte(hub / "cnn3_k3" / "v1" / "seed0" / "model.weights.h5")
         shutil.rmtree(zoo_home / "hub")
         assert_one_line_error(run_cli("pull", "cnn3_k3", "--hub", url), 1, "does not match its manifest")
-        assert not (zoo_home / "hub" / "cnn3_k3" / "v1" / "model.keras").exists()
+        assert not (zoo_home / "hub" / "cnn3_k3" / "v1" / "seed0" / "model.weights.h5").exists()
         assert_one_line_error(run_cli("pull", "mlp2", "--hub", url), 2, "has no mlp2@1")
     assert_one_line_error(run_cli("pull", "cnn3_k3", "--hub", url), 2, "unreachable")
     assert_one_line_error(run_cli("pull", "cnn3_k3"), 2, "MNISTZOO_HUB")
 
 
 def test_publish_needs_an_export(runs: Path, tmp_path: Path) -> None:
-    with pytest.raises(MnistZooError, match="no exported models"):
-        pretrained.publish(tmp_path / "hub", runs=tmp_path / "nothing")
-    with pytest.raises(MnistZooError, match="mnistzoo export cnn3_k3"):
-        pretrained.publish(tmp_path / "hub", ["cnn3_k3"], runs=runs)
+    with pytest.raises(NotFound, match="no exported models"):
+        publish_runs(tmp_path / "hub", runs=tmp_path / "nothing")
+    with pytest.raises(NotFound, match="mnistzoo export cnn3_k3"):
+        publish_runs(tmp_path / "hub", ["cnn3_k3"], runs=runs)
+    assert not (tmp_path / "hub").exists()  # nothing is copied before every name is checked
 
 
 def test_a_manifest_cannot_point_outside_its_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "mnistzoo-hub/1", "files": [
-        {"id": "cnn3_k3", "version": 1, "kind": "onnx", "file": "../../etc/passwd", "sha256": "0", "size": 1}]}))
+        {"id": "cnn3_k3", "version": 1, "kind": "onnx", "file": "../../etc/passwd", "sha256": "0" * 64, "size": 1}]}))
     monkeypatch.setenv("MNISTZOO_HUB", str(tmp_path))
     with pytest.raises(MnistZooError, match="relative paths inside the hub"):
         load_pretrained("cnn3_k3")
@@ -208,7 +216,7 @@ def test_a_manifest_cannot_point_outside_its_hub(tmp_path: Path, monkeypatch: py
 
 @pytest.fixture(scope="module")
 def classifier() -> pretrained.Classifier:
-    return pretrained.Classifier(pretrained.STARTER / "mlp3_dropout_bn" / "v1" / "model.onnx", "starter pack")
+    return pretrained.Classifier(pretrained.STARTER / "mlp3_dropout_bn" / "v1" / "seed0" / "model.onnx", "starter pack")
 
 
 def test_every_array_form_gives_the_same_prediction(classifier: pretrained.Classifier,
@@ -275,4 +283,4 @@ def test_predict_cli(digits: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> N
     proc = run_cli("predict", "mlp3_dropout_bn", paths[0])
     assert proc.returncode == 0 and "starter pack" in proc.stdout and paths[0] in proc.stdout
     assert_one_line_error(run_cli("predict", "mlp3_dropout_bn", str(tmp_path / "gone.png")), 2, "no such file")
-    assert_one_line_error(run_cli("predict", "cnn7_k5_reg", paths[0]), 2, "mnistzoo train cnn7_k5_reg")
+    assert_one_line_error(run_cli("predict", "cnn7_k5_reg", paths[0]), 2, "mnistzoo build cnn7_k5_reg")

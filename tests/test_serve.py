@@ -19,6 +19,7 @@ from cli_helpers import assert_one_line_error, run_cli
 
 pytest.importorskip("fastapi")
 DIGIT_MODELS = ["mlp3_dropout_bn@1", "cnn3_k5@1", "softmax_sgd@1"]
+SERVED = [*DIGIT_MODELS, "fashion_mlp2@1"]  # two datasets: the page groups them
 
 
 def free_port() -> int:
@@ -35,7 +36,7 @@ def server() -> Iterator[tuple[str, int]]:
     from mnistzoo.serve import create_app
 
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(DIGIT_MODELS), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(SERVED), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -79,7 +80,7 @@ def digits(mnist_home) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
 
 def test_models_and_cards(server: tuple[str, int]) -> None:
     status, models = call(server, "GET", "/api/models")
-    assert status == 200 and [m["name"] for m in models] == DIGIT_MODELS
+    assert status == 200 and [m["name"] for m in models] == SERVED
     status, card = call(server, "GET", "/api/models/cnn3_k5@1/card")
     assert status == 200 and card["name"] == "cnn3_k5@1" and card["dataset"] == "mnist"
     status, page = call(server, "GET", "/")
@@ -92,7 +93,8 @@ def test_real_test_digits_sent_as_png_get_the_models_answers(server: tuple[str, 
     x, y = digits
     expected = {m: load_pretrained(m).predict(x) for m in DIGIT_MODELS}
     for i in range(len(x)):
-        status, out = call(server, "POST", "/api/predict", png(x[i]), {"Content-Type": "image/png"})
+        status, out = call(server, "POST", f"/api/predict?models={','.join(DIGIT_MODELS)}", png(x[i]),
+                           {"Content-Type": "image/png"})
         assert status == 200, out
         assert np.array_equal(np.array(out["input"]), x[i])  # a 28x28 digit in the dataset's form is unchanged
         for r in out["results"]:
@@ -163,13 +165,21 @@ def test_cli_errors_and_the_default_host(tmp_path) -> None:  # noqa: ANN001
 
 @needs_browser
 def test_drawing_a_one_on_the_page(server: tuple[str, int]) -> None:
+    """A one drawn by hand: every digit model's row shows the API's reading of the page's own picture, grouped by
+    dataset, and a click on a column sorts its table."""
+    import base64
+
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium() as driver:
         driver.get(f"http://{server[0]}:{server[1]}/")
-        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".model")) == 3)
+        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".model")) == len(SERVED))
+        tables = driver.find_elements(By.CSS_SELECTOR, "table.models")
+        assert [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#models h2")] == ["Digits (MNIST)",
+                                                                                        "Fashion-MNIST"]
+        assert [len(t.find_elements(By.CSS_SELECTOR, "tbody tr")) for t in tables] == [3, 1]
         pad = driver.find_element(By.ID, "pad")
         chain = ActionChains(driver).move_to_element_with_offset(pad, 0, -90).click_and_hold()
         for step in range(1, 13):  # a vertical bar, top to bottom, in small moves like a hand
@@ -179,8 +189,21 @@ def test_drawing_a_one_on_the_page(server: tuple[str, int]) -> None:
             lambda d: all(p.text for p in d.find_elements(By.CSS_SELECTOR, ".model .pred")))
         readings = {m.get_attribute("id"): m.find_element(By.CSS_SELECTOR, ".pred").text
                     for m in driver.find_elements(By.CSS_SELECTOR, ".model")}
-        assert readings == {f"m-{name}": "1" for name in DIGIT_MODELS}, readings
+        drawn = base64.b64decode(driver.execute_script("return document.getElementById('pad')"
+                                                       ".toDataURL('image/png')").split(",", 1)[1])
+        status, out = call(server, "POST", "/api/predict", drawn, {"Content-Type": "image/png"})
+        assert status == 200 and len(out["results"]) == len(SERVED)
+        names = {m: call(server, "GET", f"/api/models/{m}/card")[1]["class_names"]
+                 for m in SERVED}
+        assert readings == {f"m-{r['model']}": names[r["model"]][r["prediction"]] for r in out["results"]}
+        assert all(readings[f"m-{name}"] == "1" for name in DIGIT_MODELS), readings
         seen = driver.execute_script("return Array.from(document.getElementById('seen').getContext('2d')"
                                      ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 == 0)")
         assert max(seen) > 200 and sorted(seen)[len(seen) // 2] < 30  # a bright stroke on black, as in MNIST
+        header = tables[0].find_elements(By.CSS_SELECTOR, "th")[4]  # p, the reading's probability
+        header.click()
+        values = [float(td.text) for td in tables[0].find_elements(By.CSS_SELECTOR, "td.p")]
+        assert values == sorted(values) and header.get_attribute("aria-sort") == "ascending"
+        header.click()
+        assert [float(td.text) for td in tables[0].find_elements(By.CSS_SELECTOR, "td.p")] == sorted(values)[::-1]
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -18,7 +18,7 @@ import pytest
 from cli_helpers import MNISTZOO, assert_one_line_error, run_cli
 from mnistzoo.errors import InvalidInput
 
-STARTER_ONNX = Path(__file__).resolve().parent.parent / "mnistzoo" / "starter" / "mlp3_dropout_bn" / "v1" / "model.onnx"
+STARTER_ONNX = Path(__file__).resolve().parent.parent / "mnistzoo" / "starter" / "mlp3_dropout_bn" / "v1" / "seed0" / "model.onnx"
 
 
 # ----------------------------------------------------------------------------- ties are not flips
