@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
 
-from .errors import DataError, MnistZooError, VerificationError  # noqa: E402
+from .errors import DataError, InvalidInput, MnistZooError, NotFound, VerificationError  # noqa: E402
 
 _LAZY = {"get_model": "zoo", "list_models": "zoo",  # loaded on first use
          "load_pretrained": "pretrained", "Classifier": "pretrained", "prepare": "preparation"}
@@ -28,5 +28,5 @@ def __getattr__(name: str):  # noqa: ANN202 - modules load on first use, so `mni
     raise AttributeError(f"module 'mnistzoo' has no attribute {name!r}")
 
 
-__all__ = ["Classifier", "DataError", "MnistZooError", "VerificationError", "__version__", "data", "get_model",
-           "list_models", "load_pretrained", "prepare", "train"]
+__all__ = ["Classifier", "DataError", "InvalidInput", "MnistZooError", "NotFound", "VerificationError", "__version__",
+           "data", "get_model", "list_models", "load_pretrained", "prepare", "train"]

@@ -35,17 +35,15 @@ from ._extras import require_extra
 from ._io import atomic_path
 from .contract import CONVERSION_ROUTE
 from .errors import InvalidInput, MnistZooError
-from ._io import sha256_file
-from .records import (SCHEMA, EvalRecord, ExportRecord, SeedSummary, TrainCard, checkpoint_sha256, dump_record,
-                      read_record, write_record)
-from .runs import (CARD, CURVES, EVAL, EXPORT, HISTORY, KERNELS, ONNX, PUBLISHED_SEED, TEST_INPUT, TEST_OUTPUT,
-                   WEIGHTS, run_dir, seed_dir_name)
+from .records import SCHEMA, SeedSummary, TrainCard, dump_record, read_record, write_record
+from .runs import (CARD, CHECKPOINT, CURVES, EVAL, EXPORT, HISTORY, KERNELS, ONNX, PUBLISHED_SEED, STATE, TEST_INPUT,
+                   TEST_OUTPUT, WEIGHTS, Run, run_dir, seed_dir_name, trained_settings)
 from .runtime import first_line
 from .zoo import get_model, list_models
 
 ENGINES = ("local", "ray")
 MAX_RETRIES = 2  # a job whose worker process dies is run again this many times
-PARTIAL, PARTIAL_FILES = "partial", ("checkpoint.keras", "state.json")  # the checkpoint first: state is the commit
+PARTIAL, PARTIAL_FILES = "partial", (CHECKPOINT, STATE)  # the checkpoint first: state is the commit
 RESULT_RECORDS = (CARD, HISTORY, CURVES, EXPORT, EVAL, KERNELS)
 PUBLISHED_FILES = (WEIGHTS, TEST_INPUT, TEST_OUTPUT)  # results/ keeps these of PUBLISHED_SEED's run too
 EVAL_BATCH_SIZES = [1, 256]
@@ -54,11 +52,6 @@ _SEEDS = re.compile(r"(\d{1,10})(?:-(\d{1,10}))?")
 Event = Callable[["Job", str, dict], None]
 
 
-class BuildError(MnistZooError):
-    """Some jobs of a build failed; the others finished (exit code 1)."""
-
-    exit_code = 1
-  # (job, "start" | "epoch" | "done" | "failed", details)
 
 
 @dataclass(frozen=True)
@@ -66,7 +59,7 @@ class Job:
     """One (model, seed) to train, export and evaluate; ``epochs``/``limit`` shorten it (not the full recipe);
     ``timed`` measures int8 speed and latency on this machine (off: the records say nothing of speed)."""
 
-    model: str  # id@version
+    name: str  # id@version
     seed: int
     epochs: int | None = None
     limit: int | None = None
@@ -74,11 +67,11 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.model}/{seed_dir_name(self.seed)}"
+        return f"{self.name}/{seed_dir_name(self.seed)}"
 
     @property
     def id(self) -> str:
-        return self.model.split("@")[0]
+        return self.name.split("@")[0]
 
 
 @dataclass
@@ -159,39 +152,23 @@ def plan(ids: Iterable[str] = (), *, study: str | None = None, all_models: bool 
 # ----------------------------------------------------------------------------- one job
 
 
-def _finished_in(run: Path, job: Job) -> bool:
+def _finished_in(run: Run, job: Job) -> bool:
     """``run`` (a run directory, or a run's records under ``--results``) holds ``job`` trained with its settings,
     exported with passing parity and evaluated, and for :data:`PUBLISHED_SEED` its weights file: nothing left to
     do."""
     try:
-        card = read_record(run / "card.json", TrainCard, "")
-        export = read_record(run / "export.json", ExportRecord, "")
-        evaluated = read_record(run / "eval.json", EvalRecord, "")
+        card = run.card()
     except InvalidInput:
         return False
-    recipe = get_model(job.model).spec.recipe
-    wanted = {**asdict(recipe), "epochs": job.epochs or recipe.epochs}
-    return (card["recipe"] == wanted and card["overrides"].get("limit") == job.limit
-            and card.get("precision", "float32") == "float32" and _export_current(export, card, job.timed)
-            and (bool(evaluated["latency"]) or not job.timed)
-            and (job.seed != PUBLISHED_SEED or _weights_kept(run, card)))
+    return (trained_settings(card) == _settings(job) and run.export_current(card, CONVERSION_ROUTE, job.timed)
+            and run.evaluated(job.timed) and (job.seed != PUBLISHED_SEED or run.weights_kept(card)))
 
 
-def _weights_kept(run: Path, card: TrainCard) -> bool:
-    return bool(card.get("weights_sha256")) and (run / WEIGHTS).is_file() and \
-        sha256_file(run / WEIGHTS) == card["weights_sha256"]
-
-
-def _export_current(export: ExportRecord, card: TrainCard, timed: bool = True) -> bool:
-    """The export passed parity, was made from the run's current checkpoint by the current conversion, and its int8
-    file (if any) was verified against the ONNX reference implementation, checked for lost accuracy and (``timed``)
-    timed against float32 in interleaved rounds (older exports were not, and are redone)."""
-    int8 = export.get("int8") or {}
-    return (export["checkpoint_sha256"] == checkpoint_sha256(card)
-            and export["conversion"].get("route") == CONVERSION_ROUTE
-            and bool(export["opsets"]) and all(o.get("passed") is True for o in export["opsets"].values())
-            and ("skipped" in int8 or (int8.get("reference", {}).get("passed") is True
-                                       and "check_accuracy_delta" in int8 and ("rounds" in int8 or not timed))))
+def _settings(job: Job) -> dict:
+    """The settings ``job`` trains with, as :func:`runs.trained_settings` reads them from a card."""
+    recipe = get_model(job.name).spec.recipe
+    return {**asdict(recipe), "epochs": job.epochs or recipe.epochs, "seed": job.seed, "limit": job.limit,
+            "precision": "float32"}
 
 
 def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None] | None = None) -> TrainCard:
@@ -202,18 +179,14 @@ def run_job(job: Job, runs: Path | None = None, on_epoch: Callable[[dict], None]
     from .export import export
     from .train import train
 
-    result = train(job.model, epochs=job.epochs, limit=job.limit, seed=job.seed, out=runs, on_epoch=on_epoch)
-    run = result.run_dir
-    result.card = keep_weights(run)  # a run trained before weights were kept gets its weights file now
-    try:
-        current = _export_current(read_record(run / EXPORT, ExportRecord, ""), result.card, job.timed)
-    except InvalidInput:
-        current = False
-    if not current:
-        export(job.model, runs=runs, seed=job.seed, quantize="int8", measure_speed=job.timed)
+    result = train(job.name, epochs=job.epochs, limit=job.limit, seed=job.seed, out=runs, on_epoch=on_epoch)
+    run = Run(result.run_dir)
+    result.card = keep_weights(run.path)  # a run trained before weights were kept gets its weights file now
+    if not run.export_current(result.card, CONVERSION_ROUTE, job.timed):
+        export(job.name, runs=runs, seed=job.seed, quantize="int8", measure_speed=job.timed)
         (run / EVAL).unlink(missing_ok=True)
-    if not (run / EVAL).exists() or (job.timed and not read_record(run / EVAL, EvalRecord, "")["latency"]):
-        _evaluate_run(run, job, evaluate)
+    if not run.evaluated(job.timed):
+        _evaluate_run(run.path, job, evaluate)
     return result.card
 
 
@@ -226,9 +199,9 @@ def _evaluate_run(run: Path, job: Job, evaluate: Callable[..., dict]) -> None:
     record = evaluate(run / ONNX, batch_sizes=EVAL_BATCH_SIZES, keras_path=run / WEIGHTS, timed=job.timed)
     record["path"] = f"{job.key}/{ONNX}"
     record["parity"]["checkpoint"] = f"{job.key}/{WEIGHTS}"
-    plot_kernels(load_keras(run / WEIGHTS, job.model), f"{job.model} seed {job.seed}: hidden-layer kernels",
+    plot_kernels(load_keras(run / WEIGHTS, job.name), f"{job.name} seed {job.seed}: hidden-layer kernels",
                  run / KERNELS)
-    write_record(run / "eval.json", record)
+    write_record(run / EVAL, record)
 
 
 # ----------------------------------------------------------------------------- results/
@@ -236,8 +209,8 @@ def _evaluate_run(run: Path, job: Job, evaluate: Callable[..., dict]) -> None:
 
 def restore_partial(job: Job, runs: Path | None, results: Path) -> bool:
     """Seed an empty run directory from ``<results>/<id>/seed<k>/partial/``; whether it did."""
-    source, run = results / job.id / seed_dir_name(job.seed) / PARTIAL, run_dir(job.model, job.seed, runs)
-    if not (source / "state.json").is_file() or (run / "state.json").exists() or (run / "card.json").exists():
+    source, run = results / job.id / seed_dir_name(job.seed) / PARTIAL, run_dir(job.name, job.seed, runs)
+    if not (source / STATE).is_file() or (run / STATE).exists() or (run / CARD).exists():
         return False
     for name in PARTIAL_FILES:
         _put(run / name, (source / name).read_bytes())
@@ -246,15 +219,15 @@ def restore_partial(job: Job, runs: Path | None, results: Path) -> bool:
 
 def save_partial(job: Job, runs: Path | None, results: Path) -> None:
     """Copy an unfinished run's checkpoint and state to ``<results>/<id>/seed<k>/partial/``."""
-    run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed) / PARTIAL
-    if (run / "state.json").is_file() and (run / "checkpoint.keras").is_file():
+    run, dest = run_dir(job.name, job.seed, runs), results / job.id / seed_dir_name(job.seed) / PARTIAL
+    if (run / STATE).is_file() and (run / CHECKPOINT).is_file():
         for name in PARTIAL_FILES:
             _put(dest / name, (run / name).read_bytes())
 
 
 def collect(job: Job, runs: Path | None, results: Path) -> Path:
     """Copy a finished job's records to ``<results>/<id>/seed<k>/`` (dropping its partial state), resummarise."""
-    run, dest = run_dir(job.model, job.seed, runs), results / job.id / seed_dir_name(job.seed)
+    run, dest = run_dir(job.name, job.seed, runs), results / job.id / seed_dir_name(job.seed)
     for name in RESULT_RECORDS + (PUBLISHED_FILES if job.seed == PUBLISHED_SEED else ()):
         if (run / name).exists():
             _put(dest / name, (run / name).read_bytes())
@@ -303,12 +276,13 @@ def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]
     outcomes: dict[Job, Outcome] = {}
     todo = []
     for job in build_plan.jobs:
-        run = run_dir(job.model, job.seed, runs)
+        run = run_dir(job.name, job.seed, runs)
         # Finished here, or on another machine whose records are in results/ (a fresh clone has no runs directory).
-        kept = [d for d in (run, results and results / job.id / seed_dir_name(job.seed)) if d and _finished_in(d, job)]
+        places = [Run(run)] + ([Run(results / job.id / seed_dir_name(job.seed))] if results is not None else [])
+        kept = [place for place in places if _finished_in(place, job)]
         if kept:
-            outcomes[job] = Outcome(job, "skipped", test_accuracy=_accuracy(kept[0]))
-            if results is not None and kept[0] == run:
+            outcomes[job] = Outcome(job, "skipped", test_accuracy=kept[0].card()["results"]["test_accuracy"])
+            if results is not None and kept[0].path == run:
                 collect(job, runs, results)
             report(job, "done", {"skipped": True})
         else:
@@ -322,11 +296,6 @@ def build(build_plan: BuildPlan, on_event: Event | None = None) -> list[Outcome]
             if outcome.state == "done" and results is not None:
                 collect(outcome.job, runs, results)
     return [outcomes[job] for job in build_plan.jobs]
-
-
-def _accuracy(run: Path) -> float | None:
-    card = read_record(run / "card.json", TrainCard, "")
-    return card["results"]["test_accuracy"]
 
 
 def _failure(exc: BaseException) -> str:
@@ -399,7 +368,7 @@ def _ray_job(job: Job, files: dict[str, bytes], threads: int) -> Iterator[tuple[
         tf.config.experimental.set_memory_growth(gpu, True)
     with tempfile.TemporaryDirectory(prefix="mnistzoo-job-") as tmp:
         runs = Path(tmp)
-        run = run_dir(job.model, job.seed, runs)
+        run = run_dir(job.name, job.seed, runs)
         run.mkdir(parents=True)
         for name, blob in files.items():
             (run / name).write_bytes(blob)
@@ -427,9 +396,9 @@ def _ray_job(job: Job, files: dict[str, bytes], threads: int) -> Iterator[tuple[
 
 def _write_files(run: Path, files: dict[str, bytes]) -> None:
     """Write a job's files into its run directory, each atomically, ``card.json`` (the commit point) last."""
-    for name in sorted(files, key=lambda n: n == "card.json"):
+    for name in sorted(files, key=lambda n: n == CARD):
         _put(run / name, files[name])
-    if "card.json" in files:
+    if CARD in files:
         for name in PARTIAL_FILES:
             (run / name).unlink(missing_ok=True)
 
@@ -493,7 +462,7 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
 
     def submit(job: Job) -> None:
         """Run ``job`` from what the driver has of it: a rerun or a retry resumes from its latest epoch."""
-        run = run_dir(job.model, job.seed, build_plan.runs)
+        run = run_dir(job.name, job.seed, build_plan.runs)
         files = ({name: (run / name).read_bytes() for name in PARTIAL_FILES}
                  if all((run / name).is_file() for name in PARTIAL_FILES) else {})
         attempts[job] += 1
@@ -504,7 +473,7 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
     while pending:
         [events], _ = ray.wait(list(pending), num_returns=1)
         job = pending[events]
-        run = run_dir(job.model, job.seed, build_plan.runs)
+        run = run_dir(job.name, job.seed, build_plan.runs)
         try:
             kind, details = ray.get(next(events))
         except ray.exceptions.RayTaskError as exc:
@@ -528,7 +497,7 @@ def _ray_loop(jobs: list[Job], build_plan: BuildPlan, report: Event, ray: Any) -
                 report(job, kind, details)
                 continue
             _write_files(run, details["files"])
-            card = read_record(run / "card.json", TrainCard, "")
+            card = Run(run).card()
             outcome = Outcome(job, "done", time.perf_counter() - started[job], card["results"]["test_accuracy"],
                               attempts=attempts[job])
         pending.pop(events, None)

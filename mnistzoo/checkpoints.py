@@ -10,6 +10,7 @@ checkpoint matched its card) and records the hash in the card.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
@@ -39,19 +40,26 @@ def save_weights(model: keras.Model, name: str, path: Path) -> str:
 
 def load_weights(path: Path, name: str, sha256: str, fix: str) -> keras.Model:
     """The zoo model ``name`` with the weights in ``path``, after the file's SHA-256 matched ``sha256``."""
-    if not Path(path).is_file():
-        raise InvalidInput(f"{path}: the trained weights are missing; {fix}")
-    problem = None
+    def load(file: Path) -> keras.Model:
+        model = get_model(name).build()
+        model.load_weights(file)
+        return model
+
+    return _verified(Path(path), sha256, fix, "weights file", load)
+
+
+def _verified(path: Path, sha256: str, fix: str, what: str, load: Callable[[Path], keras.Model]) -> keras.Model:
+    """``load(path)`` once the file's SHA-256 is ``sha256``; a missing, altered or unreadable file is one line."""
+    if not path.is_file():
+        raise InvalidInput(f"{path}: the trained {what} is missing; {fix}")
     if sha256_file(path) != sha256:
         problem = "does not match the SHA-256 its card records"
     else:
-        model = get_model(name).build()
         try:
-            model.load_weights(path)
-            return model
-        except Exception as exc:  # noqa: BLE001 - any unreadable weights file gets the same advice
-            problem = f"cannot be read into {name} ({type(exc).__name__})"
-    raise InvalidInput(f"{path}: corrupt weights file, it {problem}; {fix}")
+            return load(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            problem = f"cannot be read ({type(exc).__name__})"
+    raise InvalidInput(f"{path}: corrupt {what}, it {problem}; {fix}")
 
 
 def keep_weights(run: Path) -> TrainCard:
@@ -68,17 +76,7 @@ def keep_weights(run: Path) -> TrainCard:
 
 def load_keras(path: Path, sha256: str, fix: str) -> keras.Model:
     """A whole saved Keras model (``model.keras``, safe mode) after its SHA-256 matched ``sha256``."""
-    if not Path(path).is_file():
-        raise InvalidInput(f"{path}: the trained checkpoint is missing; {fix}")
-    problem = None
-    if sha256_file(path) != sha256:
-        problem = "does not match the SHA-256 in card.json"
-    else:
-        try:
-            return keras.models.load_model(path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-            problem = f"cannot be read ({type(exc).__name__})"
-    raise InvalidInput(f"{path}: corrupt checkpoint, it {problem}; {fix}")
+    return _verified(Path(path), sha256, fix, "checkpoint", keras.models.load_model)
 
 
 def load_trained(run: Path, card: TrainCard, fix: str) -> keras.Model:

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._checks import output_dir, output_file
-from .errors import InvalidInput, MnistZooError, literal
+from .errors import BuildError, InvalidInput, MnistZooError, literal
 
 app = typer.Typer(help="A model zoo of classic MNIST and Fashion-MNIST networks.",
                   epilog="Environment: MNISTZOO_HOME (datasets, runs and the hub cache; default ~/.cache/mnistzoo), "
@@ -249,10 +249,12 @@ def train_cmd(
     chosen = list(ids or []) + (list_models() if all_models else []) + (list_models(study=study) if study else [])
     if not chosen:
         raise MnistZooError("name at least one model id, or use --all or --study S; see `mnistzoo list`")
-    from .train import check_options, train
+    from ._checks import train_options
 
-    for model_id in dict.fromkeys(chosen):  # every name and option checked before any training starts
-        check_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, precision=precision)
+    for model_id in dict.fromkeys(chosen):  # every name and option checked before TensorFlow is imported
+        train_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, precision=precision)
+    from .train import train
+
     global _interrupt_note
     _interrupt_note = ("each run keeps its last complete epoch; rerun the same command to resume "
                        "(--restart discards a partial run)")
@@ -328,7 +330,7 @@ class _BuildBoard:
             table.add_column(col, justify="left" if col in ("model", "state") else "right")
         for job, r in self.rows.items():
             per = r["seconds"] / r["epoch"] if r["epoch"] else None
-            table.add_row(job.model, str(job.seed), r["state"] + (f": {r['note']}" if r["note"] else ""),
+            table.add_row(job.name, str(job.seed), r["state"] + (f": {r['note']}" if r["note"] else ""),
                           f"{r['epoch']}/{r['epochs'] or _recipe_epochs(job)}", "-" if per is None else f"{per:.1f}")
         return table
 
@@ -346,7 +348,7 @@ class _BuildBoard:
 def _recipe_epochs(job) -> int:  # noqa: ANN001 - a build.Job
     from .zoo import get_model
 
-    return job.epochs or get_model(job.model).spec.recipe.epochs
+    return job.epochs or get_model(job.name).spec.recipe.epochs
 
 
 @app.command("build")
@@ -387,15 +389,15 @@ def build_cmd(
     with _BuildBoard(build_plan.jobs, live=not quiet and not as_json) as board:
         outcomes = build.build(build_plan, board.event)
     if as_json:
-        print(json.dumps([{"model": o.job.model, "seed": o.job.seed, "state": o.state, "seconds": o.seconds,
+        print(json.dumps([{"id": o.job.id, "name": o.job.name, "seed": o.job.seed, "state": o.state, "seconds": o.seconds,
                            "test_accuracy": o.test_accuracy, "attempts": o.attempts, "error": o.error}
                           for o in outcomes], indent=2))
     failed = [o for o in outcomes if o.state == "failed"]
     for o in failed:
-        _error_line("failed: ", f"{o.job.model} seed {o.job.seed}: {o.error}")
+        _error_line("failed: ", f"{o.job.name} seed {o.job.seed}: {o.error}")
     if failed:
-        raise build.BuildError(f"{len(failed)} of {len(outcomes)} jobs failed (listed above); fix them and rerun "
-                                "the same command: finished jobs are skipped")
+        raise BuildError(f"{len(failed)} of {len(outcomes)} jobs failed (listed above); fix them and rerun "
+                         "the same command: finished jobs are skipped")
 
 
 @app.command("export")
@@ -414,9 +416,13 @@ def export_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the export records as a JSON list.")] = False,
 ) -> None:
     """Export trained models to ONNX, verified against Keras on the whole test set (exit 1 when parity fails)."""
-    from .export import ParityError, check_options, export, find_run, parse_opsets, trained_models
+    from ._checks import export_options, parse_opsets
+    from .errors import ParityError
 
-    opsets = check_options(opsets=parse_opsets(opset), atol=atol, max_flips=max_flips, quantize=quantize, seed=seed)
+    opsets = export_options(opsets_asked=parse_opsets(opset), atol=atol, max_flips=max_flips, quantize=quantize,
+                            seed=seed)
+    from .export import export, find_run, trained_models
+
     chosen = list(ids or []) + (trained_models(runs, seed) if all_models else [])
     if not chosen:
         where = (f"no trained models in {runs or 'the zoo home'}" if all_models

@@ -28,6 +28,28 @@ class VerificationError(MnistZooError):
     exit_code = 1
 
 
+class ExportError(InvalidInput):
+    """A run cannot be exported: not trained, corrupt, or bad options (exit code 2)."""
+
+
+class ParityError(VerificationError):
+    """An ONNX file was produced but does not match Keras (or, int8, the specification) within tolerance (exit 1)."""
+
+
+class ShapeError(VerificationError):
+    """An ONNX file's shapes are not all known statically with a symbolic batch (exit code 1)."""
+
+
+class SpecError(MnistZooError):
+    """A zoo_specs file is malformed (exit code 2)."""
+
+
+class BuildError(MnistZooError):
+    """Some jobs of a build failed; the others finished (exit code 1)."""
+
+    exit_code = 1
+
+
 def literal(text: object) -> str:
     """``text`` as typed, with control characters (newlines, escapes) shown escaped: safe in a one-line message."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -24,7 +24,8 @@ from .errors import InvalidInput, MnistZooError
 from .parity import ATOL, compare, tie_margin
 from .records import SCHEMA, EvalRecord
 from .runs import KERAS, WEIGHTS, run_dir
-from .runtime import onnx_latency, open_model, tune
+from .runtime import open_model
+from .timing import onnx_latency, tune
 
 DEFAULT_BATCH_SIZES = (1, 32, 256)
 INT8_MAX_ACCURACY_DROP = 0.01  # a quantized file is judged by accuracy, not by exact probabilities
@@ -75,10 +76,10 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], title: st
 def evaluate(path: Path, *, dataset: str | None = None, keras_path: Path | None = None, provider: str = "cpu",
              threads: int | None = None, batch_sizes: list[int] | None = None, compare_keras: bool = False,
              plots: Path | None = None, runs: int = 200, seconds: float | None = None, atol: float = ATOL,
-             tuned: bool = True, timed: bool = True) -> dict:
+             tuned: bool = True, timed: bool = True) -> EvalRecord:
     """Everything ``mnistzoo eval`` reports for one ONNX file, as the JSON object it writes.
 
-    ``tuned``: time each batch size with the fastest onnxruntime settings for it (:func:`runtime.tune`:
+    ``tuned``: time each batch size with the fastest onnxruntime settings for it (:func:`timing.tune`:
     threads unless ``threads`` fixes them, spinning, optimisation level, images per call), recorded in each latency row.
     ``timed=False`` measures no latency (``latency`` is empty): accuracy and parity only.
     """

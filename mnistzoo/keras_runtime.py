@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from .errors import InvalidInput
-from .runtime import Latency, batch_of, percentiles, time_runs
+from .timing import Latency, batch_of, percentiles, time_runs
 from .zoo import get_model
 
 import keras  # noqa: E402

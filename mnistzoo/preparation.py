@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import literal
+from .errors import InvalidInput, literal
 
 MAX_PIXELS = 40_000_000  # a larger picture (e.g. a decompression bomb) is refused before decoding
 SIDE = 28
@@ -51,7 +51,7 @@ STYLES = {"mnist": Style(20, True, True),  # LeCun et al.: 20x20 box, centre of 
 
 
 def open_picture(item: Any) -> Any:
-    """A PIL image from a path or a PIL image, refusing huge or undecodable pictures with ``ValueError``."""
+    """A PIL image from a path or a PIL image, refusing huge or undecodable pictures with ``InvalidInput`` (a ``ValueError``)."""
     from PIL import Image, UnidentifiedImageError
 
     if type(item).__module__.startswith("PIL."):
@@ -59,24 +59,24 @@ def open_picture(item: Any) -> Any:
     else:
         name = literal(item)
         if Path(item).is_dir():
-            raise ValueError(f"image {name}: is a directory; give PNG or JPEG files")
+            raise InvalidInput(f"image {name}: is a directory; give PNG or JPEG files")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 picture = Image.open(item, formats=["PNG", "JPEG"])
         except FileNotFoundError:
-            raise ValueError(f"image {name}: no such file") from None
+            raise InvalidInput(f"image {name}: no such file") from None
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
                 SyntaxError) as exc:
-            raise ValueError(f"image {name}: not a readable PNG or JPEG file, or truncated "
+            raise InvalidInput(f"image {name}: not a readable PNG or JPEG file, or truncated "
                              f"({type(exc).__name__}); give an intact PNG or JPEG") from None
     if picture.width * picture.height > MAX_PIXELS:
-        raise ValueError(f"image of {picture.width}x{picture.height} pixels: larger than the {MAX_PIXELS:,} pixels "
+        raise InvalidInput(f"image of {picture.width}x{picture.height} pixels: larger than the {MAX_PIXELS:,} pixels "
                          "accepted (a decompression bomb?); scale the picture down first")
     try:
         picture.load()
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ValueError(f"image: cannot decode its pixels, the file is truncated or corrupt "
+        raise InvalidInput(f"image: cannot decode its pixels, the file is truncated or corrupt "
                          f"({type(exc).__name__}); give an intact PNG or JPEG") from None
     return picture
 
@@ -109,10 +109,10 @@ def prepare(image: Any, *, invert: bool | None = None, dataset: str = "mnist") -
     ``image``: a PNG/JPEG path, a PIL image or a 2-D array of 0-255 grey levels. ``invert``: None
     detects the polarity (the paper is the most common grey level), True/False forces it.
     ``dataset="fashion_mnist"`` places the item as Fashion-MNIST did (longest edge 28, centred).
-    Raises ``ValueError`` for a blank picture.
+    Raises ``InvalidInput`` (a ``ValueError``) for a blank picture.
     """
     if dataset not in STYLES:
-        raise ValueError(f"dataset={dataset!r}: choose one of {', '.join(STYLES)}")
+        raise InvalidInput(f"dataset={dataset!r}: choose one of {', '.join(STYLES)}")
     style = STYLES[dataset]
     pixels = _as_grey(image)
     dark_on_light = float(np.median(pixels)) > 127.5 if invert is None else invert
@@ -127,7 +127,7 @@ def _as_grey(image: Any) -> np.ndarray:
         return grey(open_picture(image))
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim != 2 or min(pixels.shape) == 0:
-        raise ValueError(f"image: expected a 2-D array of grey levels, got shape {pixels.shape}")
+        raise InvalidInput(f"image: expected a 2-D array of grey levels, got shape {pixels.shape}")
     return pixels
 
 
@@ -158,7 +158,7 @@ def _ink(x: np.ndarray) -> np.ndarray:
     strokes = above[above > max(4 * noise, MIN_CONTRAST / 2)]
     ink_level = float(np.percentile(strokes, 90)) if strokes.size else 0.0
     if ink_level < MIN_CONTRAST:
-        raise ValueError(f"image is blank: no ink stands out from the paper by {MIN_CONTRAST:.0f} grey levels "
+        raise InvalidInput(f"image is blank: no ink stands out from the paper by {MIN_CONTRAST:.0f} grey levels "
                          f"or more (found {ink_level:.0f}); give a picture with a visible digit on it")
     ink = np.clip(above / ink_level, 0, 1).astype(np.float32)
     ink[ink < max(FAINT, 3 * noise / ink_level)] = 0
@@ -256,7 +256,7 @@ def _centre(digit: np.ndarray, by_mass: bool) -> np.ndarray:
     h, w = digit.shape
     total = digit.sum()
     if total <= 0:
-        raise ValueError("image is blank: no ink left after preparation; give a picture with a digit on it")
+        raise InvalidInput("image is blank: no ink left after preparation; give a picture with a digit on it")
     cy = float((digit.sum(1) * np.arange(h)).sum() / total) if by_mass else (h - 1) / 2
     cx = float((digit.sum(0) * np.arange(w)).sum() / total) if by_mass else (w - 1) / 2
     top = min(max(int(round(SIDE / 2 - 0.5 - cy)), 0), SIDE - h)
@@ -285,7 +285,7 @@ def as_images(images: Any, *, invert: bool | None = None, prepare: str | None = 
     (see :func:`prepare`).
     """
     if prepare not in (None, *PREPARATIONS):
-        raise ValueError(f"prepare={prepare!r}: choose one of {', '.join(PREPARATIONS)}")
+        raise InvalidInput(f"prepare={prepare!r}: choose one of {', '.join(PREPARATIONS)}")
     if isinstance(images, (str, os.PathLike)) or _is_picture(images):
         images = [images]
     if isinstance(images, (list, tuple)) and images and all(
@@ -313,7 +313,7 @@ def _picture(item: Any, invert: bool | None, mode: str | None, dataset: str) -> 
 
 def _array_pixels(a: np.ndarray) -> np.ndarray:
     if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"images: expected uint8 or float pixels 0-255, got dtype {a.dtype}; "
+        raise InvalidInput(f"images: expected uint8 or float pixels 0-255, got dtype {a.dtype}; "
                          "convert with .astype(np.uint8) or .astype(np.float32)")
     if a.shape == (SIDE, SIDE):
         a = a[None]
@@ -322,13 +322,13 @@ def _array_pixels(a: np.ndarray) -> np.ndarray:
     elif a.ndim == 4 and a.shape[1:] == (SIDE, SIDE, 1):
         a = a[..., 0]
     elif a.ndim != 3 or a.shape[1:] != (SIDE, SIDE):
-        raise ValueError(f"images: expected shape {SHAPES}, got {a.shape}")
+        raise InvalidInput(f"images: expected shape {SHAPES}, got {a.shape}")
     if len(a) == 0:
-        raise ValueError(f"images: expected at least one image shaped {SHAPES}, got none")
+        raise InvalidInput(f"images: expected at least one image shaped {SHAPES}, got none")
     if not np.isfinite(a).all():
-        raise ValueError("images: expected pixel values in 0-255, found NaN or infinity")
+        raise InvalidInput("images: expected pixel values in 0-255, found NaN or infinity")
     if a.min() < 0 or a.max() > 255:
-        raise ValueError(f"images: expected pixel values in 0-255, found {a.min():g} to {a.max():g}")
+        raise InvalidInput(f"images: expected pixel values in 0-255, found {a.min():g} to {a.max():g}")
     return a.astype(np.float32)
 
 

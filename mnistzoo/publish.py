@@ -159,7 +159,7 @@ def _rebuild_one(results: Path, directory: Path, name: str) -> list[HubFile]:
         export(model_id, runs=runs, seed=PUBLISHED_SEED, quantize="int8", measure_speed=False)
         files = {(model_id, int(version), PUBLISHED_SEED, kind): path for kind in EXPORTED_KINDS
                  if (path := in_runs(model_id, int(version), kind, runs)) is not None}
-        for kind in PUBLISHED_KINDS[len(EXPORTED_KINDS):]:
+        for kind in (k for k in PUBLISHED_KINDS if k not in EXPORTED_KINDS):
             committed = source / KINDS[kind]
             if not committed.is_file():
                 raise NotFound(f"{committed}: missing beside the kept weights; rebuild the records with `mnistzoo "

@@ -33,12 +33,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
 from ._checks import output_dir
 from ._io import atomic_path
@@ -49,10 +49,12 @@ from .runs import SEED_DIR
 from .evaluate import plot_confusion
 from .zoo import get_model, list_models
 from .zoo.base import ZooModel
-from .zoo.specs import STUDIES, SpecError, StudyInfo, study_info
-from .zoo.stats import ModelStats, model_stats
+from .errors import SpecError
+from .zoo.specs import STUDIES, StudyInfo, study_info
+from .zoo.stats import ModelStats, architecture, has_layers, hidden_dense_layers, model_stats
 
-import keras  # noqa: E402
+if TYPE_CHECKING:
+    import keras
 
 OVERFIT_RATIO = 1.25
 TEST_IMAGES = 10_000  # both test sets; sets the binomial noise of a test accuracy
@@ -99,7 +101,6 @@ class Entry:
 
     model: ZooModel
     stats: ModelStats
-    keras_model: keras.Model
     records: dict[str, object]  # of the run shown: the lowest full-recipe seed (else the lowest seed)
     source: Path | None
     seed_cards: dict[int, dict]  # every full-recipe run's card, by seed
@@ -162,7 +163,7 @@ def load_entries(runs: Path, study: str | None = None) -> list[Entry]:
         source, card = by_seed[shown] if shown is not None else (None, None)
         records = {name: _read_json(source / name) for name in RECORDS if source and (source / name).exists()}
         records |= {"card.json": card} if card else {}
-        entries.append(Entry(model, model_stats(model), model.build(), records, source, full))
+        entries.append(Entry(model, model_stats(model), records, source, full))
     return entries
 
 
@@ -324,7 +325,7 @@ def summary(rows: list[Verdict]) -> str:
 
 def hidden_kernels(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     """Each hidden Dense or Conv2D layer's kernel, in order: never BatchNorm's parameters, biases or the output."""
-    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+    layers = [layer for layer in model.layers if type(layer).__name__ in ("Dense", "Conv2D")]
     return [(layer.name, np.asarray(layer.kernel)) for layer in layers[:-1]]
 
 
@@ -377,10 +378,10 @@ def plot_depth(entries: list[Entry], path: Path) -> Path:
     """Test accuracy against the number of hidden layers, without and with Dropout+BN, ours and the notebook's."""
     fig, ax = pyplot().subplots(figsize=(6.5, 4))
     for regularised, colour in ((False, "tab:red"), (True, "tab:blue")):
-        group = sorted((e for e in entries if _has(e.keras_model, "Dropout", "BatchNormalization") == regularised),
-                       key=lambda e: _depth(e.keras_model))
+        group = sorted((e for e in entries if has_layers(e.model, "dropout", "batchnorm") == regularised),
+                       key=lambda e: hidden_dense_layers(e.model))
         label = "with Dropout+BN" if regularised else "without"
-        depths = [_depth(e.keras_model) for e in group]
+        depths = [hidden_dense_layers(e.model) for e in group]
         ax.plot(depths, [e.reference("test_accuracy") for e in group], "--o", color=colour, alpha=0.5,
                 label=f"notebook, {label}")
         ours = [(d, e.ours("test_accuracy")) for d, e in zip(depths, group) if e.trained]
@@ -388,7 +389,7 @@ def plot_depth(entries: list[Entry], path: Path) -> Path:
             ax.plot(*zip(*ours), "-o", color=colour, label=f"ours, {label}")
     ax.set_xlabel("hidden layers")
     ax.set_ylabel("test accuracy")
-    ax.set_xticks(sorted({_depth(e.keras_model) for e in entries}))
+    ax.set_xticks(sorted({hidden_dense_layers(e.model) for e in entries}))
     ax.set_title("Test accuracy against depth")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -415,29 +416,6 @@ def plot_against_baseline(base: Entry, other: Entry, path: Path) -> Path:
     ax.legend(fontsize=7, loc="lower right", framealpha=0.6)
     fig.tight_layout()
     return save_png(fig, path, dpi=72)
-
-
-def _has(model: keras.Model, *types: str) -> bool:
-    return any(type(layer).__name__ in types for layer in model.layers)
-
-
-def _depth(model: keras.Model) -> int:
-    return sum(isinstance(layer, keras.layers.Dense) for layer in model.layers) - 1
-
-
-def architecture(model: keras.Model) -> dict[str, str]:
-    """The cnn notebook's descriptive columns, read off the built model."""
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
-    yes = {True: "yes", False: "no"}
-    return {"#ConvNets": str(len(convs)),
-            "#Kernels": "x".join(map(str, convs[0].kernel_size)) if convs else "-",
-            "Padding": "/".join(sorted({c.padding for c in convs})) or "-",
-            "Stride (pool)": "x".join(map(str, pools[0].pool_size)) if pools else "-",
-            "Dropout": yes[_has(model, "Dropout")],
-            "BatchNormalization": yes[_has(model, "BatchNormalization")],
-            "Regularization": yes[any(getattr(layer, "kernel_regularizer", None) is not None
-                                      for layer in model.layers)]}
 
 
 # ---------------------------------------------------------------- tables
@@ -546,7 +524,7 @@ def leaderboard(entries: list[Entry]) -> TableData:
 
 def study_table(info: StudyInfo, entries: list[Entry]) -> TableData:
     """The notebook's closing table, our numbers beside its own (cnn adds its descriptive columns)."""
-    archs = [architecture(e.keras_model) if info.name == "cnn" else {} for e in entries]
+    archs = [architecture(e.model) if info.name == "cnn" else {} for e in entries]
     rows = []
     for e, arch in zip(entries, archs):
         history = e.history()
@@ -596,7 +574,9 @@ def _model_figures(entry: Entry, img: Path) -> list[Figure]:
                               _copy(src / "curves.png", img / f"{entry.id}_curves.png")))
     kernels = img / f"{entry.id}_kernels.png"
     if (src / "model.keras").exists():
-        drawn = plot_kernels(keras.models.load_model(src / "model.keras"), f"{entry.id}: hidden-layer kernels", kernels)
+        from .keras_runtime import load_keras  # TensorFlow, only to draw a checkpoint's kernels
+
+        drawn = plot_kernels(load_keras(src / "model.keras"), f"{entry.id}: hidden-layer kernels", kernels)
     else:
         drawn = _copy(src / "kernels.png", kernels) if (src / "kernels.png").exists() else None
     if drawn:

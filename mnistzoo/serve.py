@@ -40,9 +40,9 @@ def _picture(body: bytes) -> Any:
     try:
         picture = Image.open(io.BytesIO(body), formats=["PNG", "JPEG"])
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ValueError(f"the body is not a PNG or JPEG image ({type(exc).__name__})") from None
+        raise InvalidInput(f"the body is not a PNG or JPEG image ({type(exc).__name__})") from None
     if picture.width * picture.height > MAX_PIXELS:
-        raise ValueError(f"a {picture.width}x{picture.height} picture is over the {MAX_PIXELS:,} pixels accepted")
+        raise InvalidInput(f"a {picture.width}x{picture.height} picture is over the {MAX_PIXELS:,} pixels accepted")
     return picture
 
 
@@ -52,10 +52,10 @@ def _array_pixels(body: bytes) -> np.ndarray:
         doc = json.loads(body)
         image = np.asarray(doc["image"], dtype=np.float64)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"expected JSON {{\"image\": a {SIDE}x{SIDE} array of numbers}} ({type(exc).__name__})") \
+        raise InvalidInput(f"expected JSON {{\"image\": a {SIDE}x{SIDE} array of numbers}} ({type(exc).__name__})") \
             from None
     if image.shape != (SIDE, SIDE):
-        raise ValueError(f"image: expected shape ({SIDE}, {SIDE}), got {image.shape}")
+        raise InvalidInput(f"image: expected shape ({SIDE}, {SIDE}), got {image.shape}")
     return as_images(image)  # checked: finite, 0-255
 
 

@@ -25,23 +25,21 @@ import numpy as np
 
 from . import _tf  # noqa: F401 - quiet TensorFlow start-up
 from . import data
-from ._checks import output_dir, positive_int
-from ._checks import seed as check_seed
+from ._checks import output_dir, train_options
 from ._env import environment
 from ._io import ensure_writable_dir, sha256_file
 from ._plot import pyplot, save_png
 from .errors import InvalidInput, MnistZooError
 from .checkpoints import save_weights
 from .records import SCHEMA, TrainCard, TrainState, read_history, read_record, write_record
-from .runs import DEFAULT_SEED, KERAS, WEIGHTS, run_dir
-from .zoo import ZooModel, get_model
+from .runs import CARD, CHECKPOINT, CURVES, DEFAULT_SEED, HISTORY, KERAS, STATE, WEIGHTS, run_dir, trained_settings
+from .zoo import ZooModel
 from .zoo.specs import Recipe
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 EVAL_BATCH = 1024
-PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies; the notebooks trained in float32
 EpochReport = Callable[[dict], None]
 StepReport = Callable[[str, int, int, dict], None]  # ("epoch/epochs", step, steps per epoch, running logs)
 
@@ -59,8 +57,10 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """A finished run: its directory, card and per-epoch history (``skipped``: it was finished before)."""
+
     run_dir: Path
-    card: dict
+    card: TrainCard
     history: list[dict]
     resumed_from_epoch: int
     skipped: bool = False
@@ -211,17 +211,6 @@ def _save_model(model: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def check_options(model_id: str, *, epochs: int | None = None, batch_size: int | None = None,
-                  seed: int = DEFAULT_SEED, limit: int | None = None, precision: str = "float32") -> ZooModel:
-    """The zoo model ``train`` would train, after every option was checked (before any work starts)."""
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--limit", limit)):
-        positive_int(name, value)
-    check_seed(seed)
-    if precision not in PRECISIONS:
-        raise InvalidInput(f"unknown --precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    return get_model(model_id)
-
-
 def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = None, seed: int = DEFAULT_SEED,
           limit: int | None = None, out: Path | None = None, restart: bool = False, force: bool = False,
           precision: str = "float32", on_epoch: EpochReport | None = None,
@@ -234,7 +223,7 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     and numpy's global random states and TensorFlow's op determinism are restored afterwards;
     TensorFlow's global seed is left at ``seed``.
     """
-    zoo_model = check_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
+    zoo_model = train_options(model_id, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
                               precision=precision)
     spec = zoo_model.spec
     recipe = replace(spec.recipe, epochs=epochs or spec.recipe.epochs, batch_size=batch_size or spec.recipe.batch_size)
@@ -242,18 +231,17 @@ def train(model_id: str, *, epochs: int | None = None, batch_size: int | None = 
     if out is not None:
         output_dir(Path(out), "--out")
     run = ensure_writable_dir(run_dir(zoo_model.name, seed, out), "output directory")
-    card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
+    card_path, state_path, ckpt_path = run / CARD, run / STATE, run / CHECKPOINT
 
     if card_path.exists() and not force:
         fix = f"retrain with `mnistzoo train {zoo_model.id} --force`"
         card = read_record(card_path, TrainCard, fix)
-        done = {**card["recipe"], "seed": card["seed"], "limit": card["overrides"].get("limit"),
-                "precision": card.get("precision", "float32")}
+        done = trained_settings(card)
         if done != _flat(config):
             raise InvalidInput(f"{run} already holds a finished run with other settings: asked for "
                                f"{_differences(_flat(config), done)}; add --force to retrain it with these, or "
                                "--out DIR to keep both")
-        return TrainResult(run, card, read_history(run / "history.json", fix), card["epochs_run"],
+        return TrainResult(run, card, read_history(run / HISTORY, fix), card["epochs_run"],
                            skipped=True)
     if restart or force:
         for path in (card_path, state_path, ckpt_path):
@@ -266,7 +254,7 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
            on_step: StepReport | None) -> TrainResult:
     """Train (or resume) the run in ``run`` to the end and write its card."""
     spec, recipe, seed, limit, precision = zoo_model.spec, config.recipe, config.seed, config.limit, config.precision
-    card_path, state_path, ckpt_path = run / "card.json", run / "state.json", run / "checkpoint.keras"
+    card_path, state_path, ckpt_path = run / CARD, run / STATE, run / CHECKPOINT
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     history: list[dict] = []
@@ -328,9 +316,9 @@ def _train(zoo_model: ZooModel, config: TrainConfig, run: Path, on_epoch: EpochR
     test_loss, test_acc = model.evaluate(_Batches(ds.x_test, ds.y_test)(EVAL_BATCH), verbose=0)
     _save_model(model, run / KERAS)
     weights_sha256 = save_weights(model, zoo_model.name, run / WEIGHTS)
-    write_record(run / "history.json", history)
+    write_record(run / HISTORY, history)
     _plot_curves(history, f"{zoo_model.name}: {recipe.dataset}, {recipe.optimizer}, batch {recipe.batch_size}",
-                 run / "curves.png")
+                 run / CURVES)
     ref = asdict(spec.reference)
     epochs, batch_size = (None if recipe.epochs == spec.recipe.epochs else recipe.epochs,
                           None if recipe.batch_size == spec.recipe.batch_size else recipe.batch_size)

@@ -1,5 +1,5 @@
 """Inference of every model on this CPU: onnxruntime at batch 1 and 256 with its default settings ("before") and
-with the settings ``runtime.tune`` picks per batch size ("after", as ``mnistzoo eval`` and the export run it),
+with the settings ``timing.tune`` picks per batch size ("after", as ``mnistzoo eval`` and the export run it),
 against Keras, this CPU's ceiling and the time it takes just to read the weights.
 
     python scripts/bench_inference.py [--models PATTERN] [--rounds 5] [--load TEXT] [--out benchmarks/inference.md]
@@ -29,13 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mnistzoo import data
-from mnistzoo import export as exporter
+from mnistzoo import quantize
 from mnistzoo._env import environment
 from mnistzoo.errors import MnistZooError
 from mnistzoo.evaluate import evaluate
 from mnistzoo.keras_runtime import keras_latency
 from mnistzoo.pretrained import locate
-from mnistzoo.runtime import SessionSettings, make_session, onnx_latency, settle, time_runs, tune
+from mnistzoo.runtime import SessionSettings, make_session
+from mnistzoo.timing import onnx_latency, settle, time_runs, tune
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
@@ -106,8 +107,8 @@ def model_files(model_id: str, ds: data.Dataset, directory: Path) -> dict:
         return {"onnx": onnx_path, "keras": keras_path, "int8": int8 if int8.is_file() else None, "trained": True}
     onnx_path, keras_path = random_weights(model_id, directory)
     int8 = directory / f"{model_id}.int8.onnx"
-    calibration, check, _ = exporter.calibration_images(ds)  # random weights: no accuracy to keep
-    made = exporter.quantize_int8(unfolded(keras_path), int8, calibration, check)
+    calibration, check, _ = quantize.calibration_images(ds)  # random weights: no accuracy to keep
+    made = quantize.quantize_int8(unfolded(keras_path), int8, calibration, check)
     return {"onnx": onnx_path, "keras": keras_path, "int8": None if "skipped" in made else int8, "trained": False}
 
 
@@ -242,7 +243,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         f"Each model is timed in {args.rounds} rounds. A round runs, back to back: {B1_CHUNKS} chunks that take "
         f"turns, each timing ORT at batch 1 ({args.timed_runs // B1_CHUNKS} runs after 20 warm-up runs, p50) with "
         "onnxruntime's default settings (all cores, spinning, every optimisation: **before**), with the settings "
-        "`runtime.tune` picks for that batch size, as `mnistzoo eval` and the export now run (**after**), and with "
+        "`timing.tune` picks for that batch size, as `mnistzoo eval` and the export now run (**after**), and with "
         "those settings the same weights as exports made them before the folds, the 1/255 rescale and each "
         "BatchNorm a node of its own (**unfolded / after**: above 1.00x the folds pay), and a graph that only "
         "reads the model's float32 weights once (one 1-row MatMul per weight tensor, the faster of one thread and "
@@ -255,7 +256,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "another could reach at batch 1, its time being the weight read (one call's fixed cost included, and the "
         "dense layers' multiply-adds, one per weight) plus the convolutions' multiply-adds at the ceiling; a goal "
         "above it is out of reach. Each timing starts once the previous session's idle threads have stopped "
-        "spinning (`runtime.settle`: onnxruntime's spin on for about 60 ms after a run, and a session timed meanwhile "
+        "spinning (`timing.settle`: onnxruntime's spin on for about 60 ms after a run, and a session timed meanwhile "
         "has one core fewer). Ratios are formed within a round; the table gives the median over rounds and, in "
         "brackets, the lowest and highest round. Share = 2 x MACs per image / time / the model's ceiling, the "
         "fastest float32 rate seen in any of its rounds: the faster matmul, or the model itself at batch 256 where "

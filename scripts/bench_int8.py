@@ -10,7 +10,7 @@ home, starter pack), else the architecture with seeded random weights (speed doe
 accuracy is then not reported). Two int8 files are made with ``mnistzoo.export.quantize_int8`` from the graph
 the export quantizes (BatchNorm not folded): "after" as the export makes it now, and "before" with the first
 convolution in int8 like every other layer. Each file is timed at batch 256 with its fastest onnxruntime
-settings (``runtime.tune``; "before" as before, without the quantization-move switch), and "after" once more
+settings (``timing.tune``; "before" as before, without the quantization-move switch), and "after" once more
 with those settings but the whole batch in one call (what tuning gained by smaller calls, ``chunk``), the four
 taking turns within each round; the table gives the median over rounds of int8 throughput over float32. Every
 int8 file is also checked against ``onnx.reference.ReferenceEvaluator`` on 16 test images.
@@ -52,8 +52,8 @@ from mnistzoo._env import cpu_features, environment, int8_features
 from mnistzoo.errors import MnistZooError
 from mnistzoo.pretrained import locate
 from mnistzoo.reference import reference_max_diff
-from mnistzoo.runtime import (SessionSettings, batch_of, infer, interleaved_throughput, make_session, median_ratio,
-                              predict_onnx, settle, time_runs, tune)
+from mnistzoo.runtime import SessionSettings, infer, make_session, predict_onnx
+from mnistzoo.timing import batch_of, interleaved_throughput, median_ratio, settle, time_runs, tune
 from mnistzoo.zoo import get_model, list_models
 from mnistzoo.zoo.stats import model_stats
 
@@ -76,11 +76,11 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
     """Write each model's float32 file (trained where at hand, else seeded random weights) and its two int8
     files, quantized from the graph the export quantizes (BatchNorm unfolded), into ``directory``, with
     ``prepared.json``: where each float32 file came from, and this machine."""
-    from mnistzoo import export as exporter
+    from mnistzoo import quantize
 
     from _bench import random_weights, unfolded
 
-    calibration, check, labels = exporter.calibration_images(ds)
+    calibration, check, labels = quantize.calibration_images(ds)
     origins = {}
     with tempfile.TemporaryDirectory() as scratch:
         for model_id in model_ids:
@@ -91,9 +91,9 @@ def prepare(model_ids: list[str], ds: data.Dataset, directory: Path) -> None:
             (directory / f"{model_id}.fp32.onnx").write_bytes(onnx_path.read_bytes())
             graph = unfolded(keras_path)
             known = labels if origins[model_id] else None  # random weights: no accuracy to keep
-            exporter.quantize_int8(graph, directory / f"{model_id}.before.onnx", calibration, check, known,
+            quantize.quantize_int8(graph, directory / f"{model_id}.before.onnx", calibration, check, known,
                                    float_first_conv=False)
-            exporter.quantize_int8(graph, directory / f"{model_id}.after.onnx", calibration, check, known)
+            quantize.quantize_int8(graph, directory / f"{model_id}.after.onnx", calibration, check, known)
     (directory / MANIFEST).write_text(json.dumps({"made_on": environment(), "origins": origins}, indent=1))
 
 

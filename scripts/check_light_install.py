@@ -120,8 +120,6 @@ def main() -> None:
         venv.create(work / "venv", with_pip=True)
         bin_dir = work / "venv" / "bin"
         run(str(bin_dir / "pip"), "install", "-q", *map(str, (work / "dist").glob("mnistzoo-*.whl")), cwd=work)
-        if wheels:
-            run(str(bin_dir / "pip"), "install", "-q", "--no-deps", *map(str, wheels), cwd=work)
         os.environ["MNISTZOO_HOME"] = str(work / "home")
         facts = json.loads(run(str(bin_dir / "python"), "-c", INSIDE.format(heavy=HEAVY), cwd=work).stdout)
         print(f"light install: load_pretrained + predict OK, starter mlp3_dropout_bn accuracy {facts['accuracy']:.4f}")
@@ -145,12 +143,13 @@ def main() -> None:
         assert "Traceback" not in proc.stderr
         print("light install: mnistzoo train names the training extra")
         if wheels:
-            check_weights(bin_dir, work)
+            check_weights(bin_dir, work, wheels)
 
 
-def check_weights(bin_dir: Path, work: Path) -> None:
-    """Every model of the installed weights wheels loads, matches its test vectors and scores its card; a corrupted
-    installed file is refused."""
+def check_weights(bin_dir: Path, work: Path, wheels: list[Path]) -> None:
+    """Installed beside the plain package, every model of the weights wheels loads (from them, before the starter
+    pack), matches its test vectors and scores its card; a corrupted installed file is refused."""
+    run(str(bin_dir / "pip"), "install", "-q", "--no-deps", *map(str, wheels), cwd=work)
     checked = json.loads(run(str(bin_dir / "python"), "-c", WEIGHTS_INSIDE.format(), cwd=work).stdout)
     assert checked, "the weights wheels hold no ONNX file"
     print(f"light install: weights wheels OK, {len(checked)} files loaded, vectors and accuracy checked: "

@@ -19,7 +19,8 @@ from mnistzoo import build
 from mnistzoo.errors import InvalidInput
 from mnistzoo.runs import migrate, run_dir, seeds_of
 
-MODELS, SEEDS, QUICK = ["softmax_sgd", "mlp3"], [0, 1], {"epochs": 1, "limit": 1500}
+MODELS, SEEDS = ["softmax_sgd", "mlp3"], [0, 1]
+QUICK = {"epochs": 1, "limit": 1500, "timed": False}  # no test here asserts on speed: int8 and latency untimed
 TIMING = {"wall_seconds", "images_per_second", "model_sha256", "environment"}  # differ between any two runs
 
 
@@ -98,6 +99,30 @@ def test_a_run_from_before_seed_directories_moves_into_its_seed(tmp_path: Path) 
         migrate(old)
 
 
+def test_the_migration_moves_only_run_files_in_real_run_directories(tmp_path: Path) -> None:
+    """What it does not recognise stays where it is; a name that is not id@version, or a directory reached
+    through a symbolic link, is never touched; a name read from a file never becomes a path."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "card.json").write_text(json.dumps({"seed": 3}))
+    (outside / "notes.txt").write_text("mine")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "mlp2@1").symlink_to(outside)
+    assert seeds_of("mlp2@1", runs) == [] and sorted(p.name for p in outside.iterdir()) == ["card.json", "notes.txt"]
+    for name in ("../elsewhere", "mlp2@1/../../elsewhere", "x/y@1"):
+        with pytest.raises(InvalidInput, match="does not name a run"):
+            run_dir(name, 0, runs)
+    migrate(outside)  # not named id@version
+    assert sorted(p.name for p in outside.iterdir()) == ["card.json", "notes.txt"]
+    real = runs / "mlp3@1"
+    real.mkdir()
+    (real / "card.json").write_text(json.dumps({"seed": 0}))
+    (real / "notes.txt").write_text("mine")
+    migrate(real)
+    assert sorted(p.name for p in real.iterdir()) == ["notes.txt", "seed0"]
+
+
 @pytest.fixture(scope="module")
 def local_runs(mnist_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: 2 models x 2 seeds, quick, on the local engine (this process), results collected."""
@@ -122,7 +147,7 @@ def test_local_build_writes_each_seed_and_a_second_run_does_no_work(local_runs: 
     assert a["history"] != b["history"]  # the seed changes the run
     before = {p: p.stat().st_mtime_ns for p in local_runs.rglob("*") if p.is_file()}
     proc = run_cli("build", *MODELS, "--seeds", "0-1", "--epochs", "1", "--limit", "1500", "--runs", str(local_runs),
-                   "--results", str(local_runs / "results"), "--json")
+                   "--results", str(local_runs / "results"), "--untimed", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [o["state"] for o in json.loads(proc.stdout)] == ["skipped"] * 4
     assert {p: p.stat().st_mtime_ns for p in local_runs.rglob("*") if p.is_file()} == before
@@ -141,11 +166,14 @@ def test_jobs_finished_in_results_are_skipped_on_a_fresh_machine(local_runs: Pat
 def test_an_export_by_an_older_route_or_timing_is_redone(local_runs: Path) -> None:
     run = run_dir("mlp3@1", 0, local_runs)
     card, export = (json.loads((run / name).read_text()) for name in ("card.json", "export.json"))
-    assert build._export_current(export, card)
-    assert not build._export_current({**export, "conversion": {**export["conversion"], "route": "tf2onnx"}}, card)
-    untimed = {key: value for key, value in export["int8"].items() if key != "rounds"}  # timed one after the other
-    assert not build._export_current({**export, "int8": untimed}, card)
-    assert not build._export_current(export, {**card, "model_sha256": "0" * 64})  # another checkpoint
+    from mnistzoo.contract import CONVERSION_ROUTE as ROUTE
+    from mnistzoo.runs import export_current
+
+    assert export_current(export, card, ROUTE, timed=False)
+    assert not export_current({**export, "conversion": {**export["conversion"], "route": "tf2onnx"}}, card, ROUTE,
+                              timed=False)
+    assert "rounds" not in export["int8"] and not export_current(export, card, ROUTE)  # a timed build times it
+    assert not export_current(export, {**card, "weights_sha256": "0" * 64}, ROUTE, timed=False)  # other weights
 
 
 def test_export_and_load_pretrained_pick_a_seed(local_runs: Path, home: Path, tmp_path: Path,
@@ -159,7 +187,7 @@ def test_export_and_load_pretrained_pick_a_seed(local_runs: Path, home: Path, tm
     result = export("mlp3", runs=local_runs, seed=1, out=tmp_path / "out")
     assert result.out_dir == tmp_path / "out" / "mlp3@1-seed1"
     seed1 = json.loads((run_dir("mlp3@1", 1, local_runs) / "card.json").read_text())
-    assert result.record["checkpoint_sha256"] == seed1["model_sha256"]
+    assert result.record["checkpoint_sha256"] == seed1["weights_sha256"]  # the weights it was exported from
     zoo = tmp_path / "zoo"
     shutil.copytree(local_runs / "mlp3@1", zoo / "runs" / "mlp3@1")
     monkeypatch.setenv("MNISTZOO_HOME", str(zoo))
@@ -244,7 +272,8 @@ def test_ray_build_gives_exactly_the_local_cards_and_histories(ray_instance, loc
 def test_jobs_never_run_more_at_once_than_there_are_cpus(ray_instance, home: Path, tmp_path: Path) -> None:  # noqa: ANN001
     """A task blocked in ``ray.get`` lends its CPU to the next one (which then runs beside it): jobs never wait."""
     events: list[tuple[str, str]] = []
-    outcomes = build.build(build.plan(["mlp2"], seeds=[0, 1, 2], engine="ray", runs=tmp_path, epochs=3, limit=3000),
+    outcomes = build.build(build.plan(["mlp2"], seeds=[0, 1, 2], engine="ray", runs=tmp_path, epochs=3, limit=3000,
+                                      timed=False),
                            lambda job, kind, details: events.append((job.key, kind)))
     assert [o.state for o in outcomes] == ["done"] * 3, [o.error for o in outcomes]
     running, most = set(), 0
@@ -255,7 +284,7 @@ def test_jobs_never_run_more_at_once_than_there_are_cpus(ray_instance, home: Pat
 
 
 def test_a_killed_worker_is_retried_and_gives_the_same_result(ray_instance, home: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    quick = {"epochs": 3, "limit": 3000}
+    quick = {"epochs": 3, "limit": 3000, "timed": False}
     pids: dict[str, int] = {}
     killed: list[int] = []
 
@@ -280,6 +309,7 @@ def test_a_failing_ray_job_is_listed_with_its_error_and_the_others_finish(ray_in
     bad.mkdir(parents=True)
     (bad / "state.json").write_text("{garbled")
     (bad / "checkpoint.keras").write_bytes(b"not a checkpoint")
-    outcomes = build.build(build.plan(["softmax_sgd"], seeds=[0, 1], engine="ray", runs=tmp_path, epochs=1, limit=500))
+    outcomes = build.build(build.plan(["softmax_sgd"], seeds=[0, 1], engine="ray", runs=tmp_path, epochs=1, limit=500,
+                                      timed=False))
     assert [(o.state, o.attempts) for o in outcomes] == [("failed", 1), ("done", 1)], outcomes
     assert "state.json" in outcomes[0].error and "\n" not in outcomes[0].error, outcomes[0].error

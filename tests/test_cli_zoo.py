@@ -15,7 +15,7 @@ from cli_helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"id", "version", "study", "dataset", "params_total", "params_trainable", "params_non_trainable",
-        "macs", "reference"}
+        "macs", "reference", "available"}
 
 
 def test_list_json_has_37_models_with_counts() -> None:
@@ -29,6 +29,7 @@ def test_list_json_has_37_models_with_counts() -> None:
         assert r["params_total"] == r["params_trainable"] + r["params_non_trainable"]
     by_id = {r["id"]: r for r in records}
     assert by_id["mlp5_dropout_bn"]["params_total"] == 4_401_802
+    assert by_id["softmax_sgd"]["available"] == "starter pack" and by_id["cnn7_k5_reg"]["available"] is None
     assert by_id["fashion_mlp2"]["reference"]["train_accuracy"] is None
 
 
@@ -64,7 +65,7 @@ def test_wheel_ships_specs_and_starter_pack(tmp_path: Path) -> None:
     wheel = next((tmp_path / "dist").glob("mnistzoo-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {f"mnistzoo/zoo_specs/{s}.toml" for s in ("depth", "cnn", "activations", "fashion", "init")} <= set(names)
-    assert {"mnistzoo/starter/manifest.json", "mnistzoo/starter/mlp3_dropout_bn/v1/model.onnx"} <= set(names)
+    assert {"mnistzoo/starter/manifest.json", "mnistzoo/starter/mlp3_dropout_bn/v1/seed0/model.onnx"} <= set(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

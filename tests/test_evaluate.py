@@ -22,7 +22,7 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
                                                        tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     proc = run_cli("eval", str(onnx_file), *FAST, "--compare-keras", "--keras", str(runs / "mlp3_dropout_bn@1" / "seed0" /
-                   "model.keras"), "--json", str(out), "--plots", str(tmp_path / "plots"))
+                   "model.weights.h5"), "--json", str(out), "--plots", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert set(result) >= {"schema", "path", "id", "name", "accuracy", "loss", "per_class_accuracy", "parity", "latency", "keras_latency",
@@ -51,7 +51,8 @@ def test_eval_reports_keras_accuracy_and_passes_parity(onnx_file: Path, runs: Pa
 def test_tuning_picks_per_batch_size_among_settings_that_compute_the_same(onnx_file: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    from mnistzoo.runtime import CHUNKS, SessionSettings, candidate_settings, make_session, predict_onnx, tune
+    from mnistzoo.runtime import SessionSettings, make_session, predict_onnx
+    from mnistzoo.timing import CHUNKS, candidate_settings, tune
 
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28)).astype(np.float32)
     candidates = candidate_settings(quantized=True)
@@ -111,14 +112,14 @@ def test_throughput_is_compared_within_rounds_that_take_turns(monkeypatch: pytes
 
     import numpy as np
 
-    from mnistzoo import runtime
+    from mnistzoo import timing
 
     calls, speed = [], iter([100.0, 150.0, 50.0, 75.0, 200.0, 100.0])  # the machine's speed drifts between rounds
-    monkeypatch.setattr(runtime, "onnx_latency", lambda session, *_, **__: calls.append(session) or
+    monkeypatch.setattr(timing, "onnx_latency", lambda session, *_, **__: calls.append(session) or
                         [SimpleNamespace(images_per_s=next(speed))])
-    ips = runtime.interleaved_throughput({"fp32": "a", "int8": "b"}, np.zeros((1, 28, 28)), 256, rounds=3)
+    ips = timing.interleaved_throughput({"fp32": "a", "int8": "b"}, np.zeros((1, 28, 28)), 256, rounds=3)
     assert calls == ["a", "b"] * 3 and ips == {"fp32": [100.0, 50.0, 200.0], "int8": [150.0, 75.0, 100.0]}
-    assert runtime.median_ratio(ips["int8"], ips["fp32"]) == 1.5  # not 100/100, the ratio of the medians
+    assert timing.median_ratio(ips["int8"], ips["fp32"]) == 1.5  # not 100/100, the ratio of the medians
 
 
 def test_timing_waits_for_a_spinning_pool_to_park(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,33 +127,34 @@ def test_timing_waits_for_a_spinning_pool_to_park(onnx_file: Path, monkeypatch: 
 
     import numpy as np
 
-    from mnistzoo import runtime
+    from mnistzoo import runtime, timing
 
     feed = {"image": np.zeros((256, 28, 28), np.float32)}
     spinning = runtime.make_session(onnx_file, threads=2)
     lone = runtime.make_session(onnx_file, settings=runtime.SessionSettings(threads=1))
     spinning.run(None, feed)
-    runtime.settle(spinning)  # its idle thread has parked: the process is quiet, another session gets both cores
+    timing.settle(spinning)  # its idle thread has parked: the process is quiet, another session gets both cores
     cpu, wall = time.process_time(), time.perf_counter()
     time.sleep(0.05)
     assert time.process_time() - cpu < 0.5 * (time.perf_counter() - wall)
     slept: list[float] = []
-    monkeypatch.setattr(runtime.time, "sleep", slept.append)
-    runtime.settle(lone)  # one thread: no pool to wait for
-    runtime.settle(runtime.make_session(onnx_file, threads=2, settings=runtime.SessionSettings(spinning=False)))
+    monkeypatch.setattr(timing.time, "sleep", slept.append)
+    timing.settle(lone)  # one thread: no pool to wait for
+    timing.settle(runtime.make_session(onnx_file, threads=2, settings=runtime.SessionSettings(spinning=False)))
     assert slept == []
-    runtime.settle(spinning)
-    runtime.settle()
-    assert slept == [runtime.SPIN_SETTLE_S] * 2
+    timing.settle(spinning)
+    timing.settle()
+    assert slept == [timing.SPIN_SETTLE_S] * 2
 
 
 def test_eval_finds_the_checkpoint_beside_the_file(runs: Path, home: Path, tmp_path: Path) -> None:
     from mnistzoo.evaluate import evaluate
     from mnistzoo.export import export
 
-    export("mlp3_dropout_bn", runs=runs)  # into the run directory, beside model.keras
+    export("mlp3_dropout_bn", runs=runs)  # into the run directory, beside the weights it was exported from
     result = evaluate(runs / "mlp3_dropout_bn@1" / "seed0" / "model.onnx", runs=5, batch_sizes=[2])
-    assert result["parity"]["passed"] and result["parity"]["checkpoint"].endswith("model.keras")
+    assert result["parity"]["passed"] and result["parity"]["checkpoint"].endswith("model.weights.h5")
+    assert result["parity"]["matches_card"]
 
 
 def test_eval_with_a_different_checkpoint_fails_parity(onnx_file: Path, runs: Path, home: Path) -> None:

@@ -97,7 +97,7 @@ def test_starter_pack_files_match_their_manifest_and_fit_in_5_mb() -> None:
 def test_starter_files_infer_every_shape_with_a_symbolic_batch(model_id: str) -> None:
     import onnx
 
-    from mnistzoo.export import check_static_shapes
+    from mnistzoo.graph import check_static_shapes
 
     proto = onnx.load(pretrained.STARTER / model_id / "v1" / "seed0" / "model.onnx")
     check_static_shapes(proto)  # a runtime that propagates shapes statically loads it with any batch

@@ -205,10 +205,10 @@ def test_numeric_checks_accept_only_what_they_name(value: object) -> None:
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: __import__("mnistzoo.train", fromlist=["x"]).check_options("mlp2", seed=-1), "--seed"),
-    (lambda: __import__("mnistzoo.train", fromlist=["x"]).check_options("mlp2", seed=2**32), "--seed"),
-    (lambda: __import__("mnistzoo.train", fromlist=["x"]).check_options("mlp2", epochs=0), "--epochs"),
-    (lambda: __import__("mnistzoo.train", fromlist=["x"]).check_options("mlp2", limit=-3), "--limit"),
+    (lambda: __import__("mnistzoo._checks", fromlist=["x"]).train_options("mlp2", seed=-1), "--seed"),
+    (lambda: __import__("mnistzoo._checks", fromlist=["x"]).train_options("mlp2", seed=2**32), "--seed"),
+    (lambda: __import__("mnistzoo._checks", fromlist=["x"]).train_options("mlp2", epochs=0), "--epochs"),
+    (lambda: __import__("mnistzoo._checks", fromlist=["x"]).train_options("mlp2", limit=-3), "--limit"),
     (lambda: __import__("mnistzoo.export", fromlist=["x"]).export("mlp2", atol=float("nan")), "--atol"),
     (lambda: __import__("mnistzoo.export", fromlist=["x"]).export("mlp2", atol=-1.0), "--atol"),
     (lambda: __import__("mnistzoo.export", fromlist=["x"]).export("mlp2", max_flips=-1), "--max-flips"),

@@ -15,7 +15,8 @@ from browser import chromium, needs_browser
 from cli_helpers import assert_one_line_error, run_cli
 from mnistzoo.report import build_report, hidden_kernels, judge, parse_claim, plot_kernels, verdicts
 from mnistzoo.zoo import get_model, list_models
-from mnistzoo.zoo.specs import STUDIES, SpecError, study_info
+from mnistzoo.errors import SpecError
+from mnistzoo.zoo.specs import STUDIES, study_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS, DOCS = ROOT / "results", ROOT / "docs"
@@ -53,7 +54,7 @@ def test_each_conclusion_holds_on_the_notebooks_own_numbers(study: str) -> None:
     assert info.claims and all(set(parse_claim(c)[1]) <= ids for c in info.claims)
     from mnistzoo.report import Entry
 
-    entries = [Entry(get_model(i), None, None, {}, None, {}) for i in ids]  # type: ignore[arg-type]
+    entries = [Entry(get_model(i), None, {}, None, {}) for i in ids]  # type: ignore[arg-type]
     assert {v.notebook for v in verdicts(info, entries)} <= {"holds", "stated"}
     assert all(v.ours.startswith("not trained") for v in verdicts(info, entries))
 
@@ -64,7 +65,7 @@ def test_summary_says_where_our_conclusion_differs() -> None:
     def entry(model_id: str, accuracy: float | None) -> Entry:
         card = {"recipe_is_original": True, "results": {"test_accuracy": accuracy}}
         records = {"card.json": card} if accuracy else {}
-        return Entry(get_model(model_id), None, None, records, None, {0: card} if accuracy else {})  # type: ignore[arg-type]
+        return Entry(get_model(model_id), None, records, None, {0: card} if accuracy else {})  # type: ignore[arg-type]
 
     info = study_info("fashion")  # the notebook: each other model tests below the vanilla fashion_mlp2
     rows = verdicts(info, [entry("fashion_mlp2", 0.85), entry("fashion_mlp3_dropout", 0.88),
@@ -87,7 +88,7 @@ def entry(model_id: str, *accuracies: float):  # noqa: ANN201 - a report Entry, 
     from mnistzoo.report import Entry
 
     cards = {seed: {"recipe_is_original": True, "results": {"test_accuracy": a}} for seed, a in enumerate(accuracies)}
-    return Entry(get_model(model_id), None, None, {"card.json": cards[0]}, None, cards)  # type: ignore[arg-type]
+    return Entry(get_model(model_id), None, {"card.json": cards[0]}, None, cards)  # type: ignore[arg-type]
 
 
 def test_claims_are_judged_across_seeds_with_welchs_t_test() -> None:

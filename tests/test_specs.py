@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mnistzoo.zoo.specs import STUDIES, SpecError, load_specs
+from mnistzoo.errors import SpecError
+from mnistzoo.zoo.specs import STUDIES, load_specs
 
 
 @pytest.fixture

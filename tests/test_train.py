@@ -13,6 +13,7 @@ import pytest
 
 from cli_helpers import MNISTZOO, assert_one_line_error, run_cli
 from mnistzoo import data
+from mnistzoo._io import sha256_file
 
 
 def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
@@ -21,7 +22,8 @@ def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
     result = train("mlp3_dropout_bn", epochs=1, limit=2000, out=tmp_path)
     run = tmp_path / "mlp3_dropout_bn@1" / "seed0"
     assert result.run_dir == run
-    assert sorted(p.name for p in run.iterdir()) == ["card.json", "curves.png", "history.json", "model.keras"]
+    assert sorted(p.name for p in run.iterdir()) == ["card.json", "curves.png", "history.json", "model.keras",
+                                                     "model.weights.h5"]
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 1 and set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
     assert 0.5 < history[0]["val_accuracy"] <= 1 and history[0]["loss"] > 0
@@ -36,6 +38,37 @@ def test_one_epoch_run_writes_every_file(home: Path, tmp_path: Path) -> None:
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A finished run is not retrained.
     assert train("mlp3_dropout_bn", epochs=1, limit=2000, out=tmp_path).skipped
+
+
+def test_the_weights_file_is_the_model_without_optimiser_state(home: Path, tmp_path: Path) -> None:
+    """``model.weights.h5`` holds the trained weights alone, loads into the zoo's class with the same answers, is
+    derived once for a run trained before weights were kept, and a damaged one is refused in one line."""
+    import keras
+
+    from mnistzoo.checkpoints import keep_weights, load_trained
+    from mnistzoo.errors import InvalidInput
+    from mnistzoo.train import train
+
+    run = train("mlp3_dropout_bn", epochs=1, limit=1000, out=tmp_path).run_dir
+    card = json.loads((run / "card.json").read_text())
+    assert card["weights_sha256"] == sha256_file(run / "model.weights.h5")
+    whole = keras.models.load_model(run / "model.keras")
+    model = load_trained(run, card, "retrain")
+    x = data.load("mnist").x_test[:64].astype(np.float32)
+    np.testing.assert_array_equal(model(x, training=False), whole(x, training=False))
+    assert (run / "model.weights.h5").stat().st_size < (run / "model.keras").stat().st_size / 2  # no Adam moments
+
+    (run / "model.weights.h5").unlink()  # a run from before weights were kept
+    card.pop("weights_sha256")
+    (run / "card.json").write_text(json.dumps(card))
+    upgraded = keep_weights(run)
+    assert upgraded["weights_sha256"] == sha256_file(run / "model.weights.h5")
+    assert json.loads((run / "card.json").read_text())["weights_sha256"] == upgraded["weights_sha256"]
+    assert keep_weights(run) == upgraded  # once only
+
+    (run / "model.weights.h5").write_bytes((run / "model.weights.h5").read_bytes()[:-64])
+    with pytest.raises(InvalidInput, match=r"model.weights.h5: corrupt weights file, it does not match the SHA-256"):
+        load_trained(run, upgraded, "retrain it")
 
 
 def test_same_seed_same_history_other_seed_differs(home: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ def _zero_head_run(runs: Path, tmp_path: Path) -> Path:
     import keras
 
     from mnistzoo._io import sha256_file
+    from mnistzoo.checkpoints import save_weights
 
     copy = tmp_path / "runs"
     shutil.copytree(runs / "mlp3_dropout_bn@1", copy / "mlp3_dropout_bn@1")
@@ -39,6 +40,7 @@ def _zero_head_run(runs: Path, tmp_path: Path) -> Path:
     model.save(run / "model.keras")
     card = json.loads((run / "card.json").read_text())
     card["model_sha256"] = sha256_file(run / "model.keras")
+    card["weights_sha256"] = save_weights(model, "mlp3_dropout_bn@1", run / "model.weights.h5")  # what export reads
     (run / "card.json").write_text(json.dumps(card))
     return copy
 

@@ -10,7 +10,7 @@ import mnistzoo
 from mnistzoo.errors import MnistZooError
 from mnistzoo.zoo import INPUT_NAME, OUTPUT_NAME, get_model, list_models, studies
 from mnistzoo.zoo.specs import all_specs
-from mnistzoo.zoo.stats import LayerRow, ModelStats, model_stats
+from mnistzoo.zoo.stats import LayerRow, ModelStats, architecture, hidden_dense_layers, model_stats
 
 # (total, non-trainable) parameters, as ../shared/catalogue.md gives them, one id at a time.
 CATALOGUE_PARAMS = {
@@ -83,12 +83,30 @@ def keras_stats(model: keras.Model) -> ModelStats:
     return ModelStats(total, trainable, total - trainable, sum(macs(layer) for layer in model.layers), rows)
 
 
+def keras_architecture(model: keras.Model) -> dict[str, str]:
+    """The cnn notebook's descriptive columns as Keras' built layers say them."""
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    kinds = {type(layer).__name__ for layer in model.layers}
+    yes = {True: "yes", False: "no"}
+    return {"#ConvNets": str(len(convs)),
+            "#Kernels": "x".join(map(str, convs[0].kernel_size)) if convs else "-",
+            "Padding": "/".join(sorted({c.padding for c in convs})) or "-",
+            "Stride (pool)": "x".join(map(str, pools[0].pool_size)) if pools else "-",
+            "Dropout": yes["Dropout" in kinds], "BatchNormalization": yes["BatchNormalization" in kinds],
+            "Regularization": yes[any(getattr(layer, "kernel_regularizer", None) is not None
+                                      for layer in model.layers)]}
+
+
 @pytest.mark.parametrize("model_id", list(CATALOGUE_PARAMS))
 def test_parameter_counts_match_catalogue(model_id: str) -> None:
     total, non_trainable = CATALOGUE_PARAMS[model_id]
     model = get_model(model_id)
     stats = model_stats(model)
-    assert stats == keras_stats(model.build())  # the notation's figures are the built model's
+    built = model.build()
+    assert stats == keras_stats(built)  # the notation's figures are the built model's
+    assert architecture(model) == keras_architecture(built)  # and so are the report's descriptive columns
+    assert hidden_dense_layers(model) == sum(isinstance(layer, keras.layers.Dense) for layer in built.layers) - 1
     assert stats.params_total == total
     assert stats.params_non_trainable == non_trainable
     assert stats.params_trainable == total - non_trainable

@@ -15,14 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import MnistZooError
+from ..errors import SpecError
 
 STUDIES = ("depth", "cnn", "activations", "fashion", "init")
 OPTIMIZERS = ("sgd", "adam")
-
-
-class SpecError(MnistZooError):
-    """A zoo_specs file is malformed."""
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,28 @@ def model_stats(model: ZooModel) -> ModelStats:
         rows.append(LayerRow(t.name, kind, (None, *shape), n_train + n_frozen))
         trainable, frozen, macs = trainable + n_train, frozen + n_frozen, macs + n_macs
     return ModelStats(trainable + frozen, trainable, frozen, macs, tuple(rows))
+
+
+def hidden_dense_layers(model: ZooModel) -> int:
+    """How many hidden Dense layers the model has (its depth in the depth study)."""
+    return sum(t.kind == "dense" for t in parse(model.layers))
+
+
+def has_layers(model: ZooModel, *kinds: str) -> bool:
+    """Whether any hidden layer is of one of ``kinds`` (the notation's: dense, conv, pool, dropout, batchnorm)."""
+    return any(t.kind in kinds for t in parse(model.layers))
+
+
+def architecture(model: ZooModel) -> dict[str, str]:
+    """The cnn notebook's descriptive columns, read off the notation."""
+    tokens = parse(model.layers)
+    convs = [t for t in tokens if t.kind == "conv"]
+    pools = [t for t in tokens if t.kind == "pool"]
+    yes = {True: "yes", False: "no"}
+    return {"#ConvNets": str(len(convs)),
+            "#Kernels": f"{model.kernel}x{model.kernel}" if convs else "-",
+            "Padding": model.padding if convs else "-",
+            "Stride (pool)": "2x2" if pools else "-",
+            "Dropout": yes[has_layers(model, "dropout")],
+            "BatchNormalization": yes[has_layers(model, "batchnorm")],
+            "Regularization": yes[model.reg]}
